@@ -1,0 +1,118 @@
+"""The engine interface and the one result type every engine returns.
+
+The result carries exactly what OpenAI's `verbose_json` needs, so the
+renderers in `whisperd.formats` never see an engine object. It is plain data
+(`to_dict` / `from_dict`) because it crosses the socket and worker pipes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+# OpenAI's `temperature=0` means "start greedy, fall back to hotter sampling when
+# the output looks wrong" - whisper's own default sequence.
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float = 0.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: tuple[int, ...] = ()
+    temperature: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    no_speech_prob: float = 0.0
+    words: tuple[Word, ...] = ()
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "Segment":
+        d = dict(d)
+        d["tokens"] = tuple(d.get("tokens") or ())
+        d["words"] = tuple(Word(**w) for w in d.get("words") or ())
+        return Segment(**d)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str  # ISO-639-1 code, e.g. "en"
+    duration: float  # seconds of audio
+    segments: tuple[Segment, ...] = ()
+    task: str = "transcribe"
+
+    @property
+    def words(self) -> list[Word]:
+        return [w for s in self.segments for w in s.words]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> "Transcript":
+        return Transcript(
+            text=d["text"],
+            language=d["language"],
+            duration=float(d["duration"]),
+            segments=tuple(Segment.from_dict(s) for s in d.get("segments") or ()),
+            task=d.get("task", "transcribe"),
+        )
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a caller may ask of one transcription."""
+
+    task: str = "transcribe"  # or "translate"
+    language: str | None = None  # ISO-639-1; None = detect (multilingual models)
+    prompt: str | None = None
+    temperature: float = 0.0  # 0 = whisper's fallback sequence
+    word_timestamps: bool = False
+    beam_size: int = 5
+    # Drop segments whisper itself marks as probably silence (no invented words).
+    no_speech_threshold: float = 0.6
+    vad_filter: bool = False
+
+    def temperatures(self) -> tuple[float, ...]:
+        if self.temperature <= 0.0:
+            return FALLBACK_TEMPERATURES
+        return (float(self.temperature),)
+
+
+# Called once per decoded segment, in order, from the inference thread.
+SegmentCallback = Callable[[Segment], None]
+
+
+class Engine(Protocol):
+    name: str  # "faster-whisper" | "openai-whisper" | "null"
+    device: str
+    compute_type: str
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: Options,
+        on_segment: SegmentCallback | None = None,
+    ) -> Transcript:
+        """Transcribe 16 kHz mono float32 audio. Blocking; call it off the event loop."""
+        ...
+
+
+def join_segment_text(segments: list[Segment] | tuple[Segment, ...]) -> str:
+    return "".join(s.text for s in segments).strip()
