@@ -1,0 +1,55 @@
+"""`whisperd-shim`: flags → ShimConfig → serve the OpenAI-compatible HTTP API."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from whisperd import __version__
+from whisperd.config import SHIM_SETTINGS, ShimConfig, add_arguments, build, describe
+from whisperd.errors import ConfigError
+
+log = logging.getLogger("shim")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="whisperd-shim", description="OpenAI-compatible HTTP API for whisperd.")
+    parser.add_argument("--config", default=None, help="INI file (default /etc/whisperd/whisperd.conf)")
+    parser.add_argument("--print-config", action="store_true", help="show the effective settings and exit")
+    parser.add_argument("--version", action="version", version=f"whisperd-shim {__version__}")
+    add_arguments(parser, SHIM_SETTINGS)
+    args = parser.parse_args(argv)
+    cli = {k: v for k, v in vars(args).items() if k not in ("config", "print_config")}
+    try:
+        config = build(ShimConfig, SHIM_SETTINGS, "shim", cli, os.environ, args.config)
+        config.resolved_api_key()
+    except ConfigError as err:
+        print(f"whisperd-shim: {err.message}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(describe(config, SHIM_SETTINGS))
+        return 0
+
+    from aiohttp import web
+
+    from shim.app import build_app
+    from whisperd.logging_setup import setup_logging
+
+    setup_logging(config.log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    log.info("listening on http://%s:%d, daemon socket %s%s", config.host, config.port, config.socket,
+             ", API key required" if config.resolved_api_key() else "")
+    web.run_app(build_app(config), host=config.host, port=config.port, print=None,
+                access_log=None, shutdown_timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

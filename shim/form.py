@@ -1,0 +1,187 @@
+"""Reading and validating an audio request: multipart (OpenAI's shape) or JSON.
+
+Bodies are streamed, never read whole before their size is known to be within
+the limit; a too-large upload is refused as soon as the limit is passed.
+Chunked (length-less) uploads are read the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+
+from aiohttp import BodyPartReader, web
+
+from shim.errors import HTTPError
+from whisperd.formats import check_format
+from whisperd.languages import normalize_language
+
+TEXT_FIELD_LIMIT = 64 * 1024  # any non-file field; a prompt is far smaller
+GRANULARITIES = ("word", "segment")
+
+
+@dataclass
+class AudioForm:
+    audio: bytes = b""
+    filename: str = ""
+    model: str | None = None
+    language: str | None = None
+    prompt: str | None = None
+    response_format: str = "json"
+    temperature: float = 0.0
+    granularities: list[str] = field(default_factory=list)
+    stream: bool = False
+
+    @property
+    def words(self) -> bool:
+        return "word" in self.granularities
+
+
+def _too_large(limit: int) -> HTTPError:
+    return HTTPError(
+        "audio_too_large",
+        f"the upload is larger than the limit of {limit} bytes ({limit / (1 << 20):.0f} MiB)",
+        param="file",
+    )
+
+
+def _parse_bool(name: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("true", "1", "yes", "on"):
+        return True
+    if v in ("false", "0", "no", "off", ""):
+        return False
+    raise HTTPError("invalid_parameter", f"{name} must be true or false, got {value[:40]!r}", param=name)
+
+
+def _parse_temperature(value: str) -> float:
+    try:
+        t = float(value)
+    except ValueError:
+        raise HTTPError("invalid_parameter", f"temperature must be a number, got {value[:40]!r}",
+                        param="temperature") from None
+    if not 0.0 <= t <= 1.0:  # also refuses nan
+        raise HTTPError("invalid_parameter", "temperature must be between 0 and 1", param="temperature")
+    return t
+
+
+def apply_field(form: AudioForm, name: str, value: str, *, translate: bool) -> None:
+    """Validate one text field into `form`; unknown fields are ignored, as OpenAI does."""
+    value = value.strip()
+    if name == "model":
+        form.model = value or None
+    elif name == "language" and not translate:
+        form.language = normalize_language(value) if value else None
+    elif name == "prompt":
+        form.prompt = value or None
+    elif name == "response_format":
+        form.response_format = check_format(value or "json")
+    elif name == "temperature":
+        form.temperature = _parse_temperature(value) if value else 0.0
+    elif name in ("timestamp_granularities[]", "timestamp_granularities") and not translate:
+        for g in value.replace(",", " ").split():
+            if g not in GRANULARITIES:
+                raise HTTPError("invalid_parameter",
+                                f"timestamp_granularities must be 'word' or 'segment', got {g[:40]!r}",
+                                param="timestamp_granularities")
+            form.granularities.append(g)
+    elif name == "stream":
+        form.stream = _parse_bool("stream", value)
+
+
+async def read_form(request: web.Request, limit: int, *, translate: bool) -> AudioForm:
+    if request.content_length is not None and request.content_length > limit + TEXT_FIELD_LIMIT:
+        raise _too_large(limit)  # refused before reading a byte of it
+    ctype = request.content_type
+    if ctype == "application/json":
+        return await _read_json(request, limit, translate=translate)
+    if ctype != "multipart/form-data":
+        raise HTTPError("invalid_request", "send multipart/form-data with a 'file' field "
+                        f"(got Content-Type {ctype or 'none'!r})")
+    form = AudioForm()
+    seen_file = False
+    try:
+        reader = await request.multipart()
+        while True:
+            part = await reader.next()
+            if part is None:
+                break
+            if not isinstance(part, BodyPartReader):
+                continue  # a nested multipart: not something OpenAI clients send
+            name = part.name or ""
+            if name == "file":
+                if seen_file:
+                    raise HTTPError("invalid_parameter", "more than one 'file' field", param="file")
+                seen_file = True
+                form.filename = part.filename or ""
+                form.audio = await _read_limited(part, limit, _too_large(limit))
+            else:
+                raw = await _read_limited(
+                    part, TEXT_FIELD_LIMIT,
+                    HTTPError("invalid_parameter", f"field {name[:40]!r} is too long", param=name[:40] or None),
+                )
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise HTTPError("invalid_parameter", f"field {name[:40]!r} is not UTF-8 text",
+                                    param=name[:40] or None) from None
+                apply_field(form, name, text, translate=translate)
+    except HTTPError:
+        raise
+    except (ValueError, AssertionError, RuntimeError) as exc:
+        # aiohttp's multipart parser signals broken bodies with these.
+        raise HTTPError("invalid_request", f"malformed multipart body: {exc}"[:200]) from None
+    if not seen_file:
+        raise HTTPError("invalid_request", "missing the 'file' field with the audio", param="file")
+    return form
+
+
+async def _read_limited(part, limit: int, error: HTTPError) -> bytes:
+    chunks = bytearray()
+    while True:
+        chunk = await part.read_chunk(256 * 1024)
+        if not chunk:
+            return bytes(chunks)
+        if len(chunks) + len(chunk) > limit:
+            raise error
+        chunks += chunk
+
+
+async def _read_json(request: web.Request, limit: int, *, translate: bool) -> AudioForm:
+    """Open-WebUI's JSON mode: `{"model", "language"?, "input_audio": {"data": b64, "format"}}`."""
+    max_body = limit * 4 // 3 + TEXT_FIELD_LIMIT  # base64 is a third larger than the audio
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        body += chunk
+        if len(body) > max_body:
+            raise _too_large(limit)
+    import json
+
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        raise HTTPError("invalid_request", "the JSON body is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise HTTPError("invalid_request", "the JSON body must be an object")
+    audio = obj.get("input_audio") or obj.get("file")
+    data = audio.get("data") if isinstance(audio, dict) else audio
+    if not isinstance(data, str):
+        raise HTTPError("invalid_request", "missing 'input_audio.data' (base64 audio)", param="input_audio")
+    form = AudioForm()
+    try:
+        form.audio = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPError("invalid_parameter", "input_audio.data is not valid base64", param="input_audio") from None
+    if len(form.audio) > limit:
+        raise _too_large(limit)
+    for key, value in obj.items():
+        if key in ("input_audio", "file") or value is None:
+            continue
+        if isinstance(value, list):
+            for item in value:
+                apply_field(form, key, str(item), translate=translate)
+        else:
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            apply_field(form, key, text, translate=translate)
+    return form

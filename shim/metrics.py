@@ -1,0 +1,30 @@
+"""Prometheus metrics for the shim (its own registry, so tests can build many apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for app.py)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "whisperd_http_requests", "HTTP requests by route and status",
+            ["route", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "whisperd_http_request_seconds", "Time to answer a request",
+            ["route"], registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+        )
+        self.audio_seconds = Histogram(
+            "whisperd_audio_seconds", "Seconds of audio per transcription",
+            registry=self.registry, buckets=(1, 3, 5, 10, 30, 60, 300, 900, 3600),
+        )
+        self.queue = Gauge("whisperd_queue_depth", "Requests waiting in the daemon", registry=self.registry)
+        self.workers = Gauge("whisperd_workers", "Workers in the daemon", ["kind"], registry=self.registry)
+        self.daemon_up = Gauge("whisperd_daemon_up", "1 when the daemon answered the last status", registry=self.registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,146 @@
+"""`whisperd`: flags → DaemonConfig → load the model → serve until told to stop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+
+from whisperd import __version__
+from whisperd.config import DAEMON_SETTINGS, DaemonConfig, add_arguments, build, describe
+from whisperd.errors import ConfigError, WhisperdError
+
+log = logging.getLogger("whisperd")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="whisperd", description="Local Whisper speech-to-text daemon.")
+    parser.add_argument("--config", default=None, help="INI file (default /etc/whisperd/whisperd.conf)")
+    parser.add_argument("--print-config", action="store_true", help="show the effective settings and exit")
+    parser.add_argument("--version", action="version", version=f"whisperd {__version__}")
+    add_arguments(parser, DAEMON_SETTINGS)
+    return parser.parse_args(argv)
+
+
+def load_config(argv: list[str] | None = None) -> tuple[DaemonConfig, argparse.Namespace]:
+    args = parse_args(argv)
+    cli = {k: v for k, v in vars(args).items() if k not in ("config", "print_config")}
+    return build(DaemonConfig, DAEMON_SETTINGS, "whisperd", cli, os.environ, args.config), args
+
+
+async def serve(config: DaemonConfig) -> int:
+    from whisperd import systemd
+    from whisperd.engines import load_engine
+    from whisperd.hot import HotWorker
+    from whisperd.models import resolve_model
+    from whisperd.server import Server, bind_unix_socket
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals_seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1:
+            log.warning("second %s: stopping now", signal.Signals(signum).name)
+            os._exit(1)
+        log.info("%s: finishing in-flight work (up to %.0f s), then stopping",
+                 signal.Signals(signum).name, config.shutdown_grace)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(config))
+
+    # Activated sockets first: systemd may already be queueing clients on them.
+    activated = systemd.listen_fds()
+    t0 = time.monotonic()
+    model = resolve_model(config.model, config.cache_path, config.models_path)
+    systemd.status(f"loading model {model.name} ({config.engine})…")
+    log.info("loading model %s from %s (engine %s, device %s)", model.name, model.path, config.engine, config.device)
+    engine = await asyncio.to_thread(
+        load_engine, config.engine, model, device=config.device, compute_type=config.compute_type,
+        cpu_threads=config.cpu_threads, cache_dir=str(config.cache_path),
+    )
+    hot = HotWorker(engine, queue_size=config.queue_size)
+    server = Server(config, model, hot)
+    sock = activated[0] if activated else bind_unix_socket(config.socket, config.socket_mode, config.socket_group)
+    await server.start(sock)
+
+    def status_line() -> str:
+        s = server.status()
+        return (f"ready: model {s['model']}, engine {s['engine']} ({s['compute_type']}), device {s['device']}, "
+                f"queue {s['queue']}, running {s['running']}, workers {s['workers']['hot'] + s['workers']['cold']}")
+
+    server.on_change = lambda: systemd.status(status_line())
+    where = "an activated socket" if activated else config.socket
+    log.info("ready in %.2f s: model %s, engine %s (%s), device %s, listening on %s",
+             time.monotonic() - t0, model.name, engine.name, engine.compute_type, engine.device, where)
+    systemd.ready(status_line())
+    watchdog = systemd.Watchdog()
+    watchdog.start()
+    try:
+        await stop.wait()
+    finally:
+        systemd.stopping()
+        systemd.status("stopping: finishing in-flight requests…")
+        await server.drain(config.shutdown_grace)
+        await watchdog.stop()
+        hot.close()
+        if not activated:
+            try:
+                os.unlink(config.socket)
+            except OSError:
+                pass
+    log.info("stopped")
+    return 0
+
+
+def _reload(config: DaemonConfig) -> None:
+    """SIGHUP: re-read the log level (the rest needs a restart)."""
+    from whisperd.logging_setup import set_level
+
+    try:
+        fresh, _ = load_config(sys.argv[1:])
+    except WhisperdError as err:
+        log.error("reload failed, keeping the old settings: %s", err.message)
+        return
+    set_level(fresh.log_level)
+    log.info("reloaded: log level %s", fresh.log_level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config, args = load_config(argv)
+    except ConfigError as err:
+        print(f"whisperd: {err.message}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(describe(config, DAEMON_SETTINGS))
+        return 0
+    from whisperd.logging_setup import setup_logging
+
+    setup_logging(config.log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        return asyncio.run(serve(config))
+    except WhisperdError as err:
+        log.error("cannot start: %s", err.message)
+        return 1
+    except OSError as err:
+        log.error("cannot start: %s", err)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

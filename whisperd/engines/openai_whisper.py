@@ -1,0 +1,409 @@
+"""The openai-whisper (PyTorch) engine.
+
+CTranslate2 directories are converted once to an openai-whisper checkpoint
+(`convert.py`); `.pt` checkpoints load as they are.
+
+openai-whisper's `transcribe()` returns only when the whole file is done and has
+no per-segment hook, so `_segments` below is its windowed loop (same thresholds,
+fallback, prompt carrying and word-timestamp seeking), written as a generator so
+each window's segments reach the caller as soon as they are decoded. Left out:
+`clip_timestamps`, `hallucination_silence_threshold`, `carry_initial_prompt` and
+console output, which whisperd never uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+
+from whisperd.engines.base import (
+    SAMPLE_RATE,
+    Options,
+    Segment,
+    SegmentCallback,
+    Transcript,
+    Word,
+    join_segment_text,
+)
+from whisperd.errors import (
+    ConfigError,
+    EngineError,
+    InvalidParameter,
+    UnsupportedForModel,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from whisper.decoding import DecodingResult
+    from whisper.model import Whisper
+    from whisper.tokenizer import Tokenizer
+
+    from whisperd.models import ModelInfo
+
+log = logging.getLogger(__name__)
+
+# openai-whisper's own defaults (and faster-whisper's): a window is decoded again,
+# hotter, when its text is this repetitive or this improbable.
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOGPROB_THRESHOLD = -1.0
+# Sampling candidates per window when the temperature is above 0 (whisper's CLI default).
+BEST_OF = 5
+COMPUTE_TYPES = ("auto", "default", "float32", "float16")
+
+
+class OpenAIWhisperEngine:
+    name = "openai-whisper"
+
+    def __init__(
+        self,
+        model: "ModelInfo",
+        *,
+        device: str = "cpu",
+        compute_type: str = "auto",
+        cpu_threads: int = 0,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        import torch
+
+        if cpu_threads > 0:
+            torch.set_num_threads(cpu_threads)
+        self.model = model
+        self.device = _resolve_device(device)
+        self.compute_type = _resolve_compute_type(compute_type, self.device)
+        self._whisper = _load(model, self.device, Path(cache_dir) if cache_dir else None)
+        # whisper's decoder installs kv-cache hooks on the shared model per call,
+        # so two decodes must never overlap.
+        self._lock = threading.Lock()
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: Options,
+        on_segment: SegmentCallback | None = None,
+    ) -> Transcript:
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        if audio.ndim != 1:
+            raise EngineError(f"audio must be mono (one dimension), got shape {audio.shape}")
+        task = _check_task(options.task, self.model)
+        segments: list[Segment] = []
+        with self._lock:
+            with _engine_errors():
+                run = _Run(self._whisper, audio, options, task, fp16=self.compute_type == "float16")
+            it = run.segments()
+            while True:
+                with _engine_errors():  # not around the callback: its errors are its own
+                    segment = next(it, None)
+                if segment is None:
+                    break
+                segments.append(segment)
+                if on_segment is not None:
+                    on_segment(segment)
+        return Transcript(
+            text=join_segment_text(segments),
+            language=run.language,
+            duration=len(audio) / SAMPLE_RATE,
+            segments=tuple(segments),
+            task=task,
+        )
+
+
+@contextmanager
+def _engine_errors() -> Iterator[None]:
+    try:
+        yield
+    except (RuntimeError, ValueError) as e:  # torch/whisper failures, CUDA out of memory
+        raise EngineError(f"openai-whisper failed: {e}") from e
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA device")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"openai-whisper runs on cpu or cuda, not {device!r}")
+    return device
+
+
+def _resolve_compute_type(compute_type: str, device: str) -> str:
+    if compute_type not in COMPUTE_TYPES:
+        raise ConfigError(
+            f"openai-whisper computes in {', '.join(COMPUTE_TYPES)}, not {compute_type!r}"
+        )
+    on_gpu = device.startswith("cuda")
+    if compute_type in ("auto", "default"):
+        return "float16" if on_gpu else "float32"
+    if compute_type == "float16" and not on_gpu:
+        # As whisper itself does: CPU kernels have no fast float16 path.
+        log.warning("float16 is not supported on cpu; using float32")
+        return "float32"
+    return compute_type
+
+
+def _load(model: "ModelInfo", device: str, cache_dir: Path | None) -> "Whisper":
+    from whisperd.engines import convert
+
+    if model.kind == "ctranslate2":
+        if cache_dir is None:  # nowhere to keep it: convert in memory each start
+            return convert.load_whisper_model(convert.convert(model.path), device)
+        return convert.load_whisper_model(convert.checkpoint_path(model, cache_dir), device)
+    if model.kind == "openai-whisper":
+        whisper = convert.load_whisper_model(model.path, device)
+        _set_official_heads(whisper, model.name)
+        return whisper
+    raise EngineError(f"model {model.name!r} has unknown kind {model.kind!r}")
+
+
+def _set_official_heads(whisper: "Whisper", name: str) -> None:
+    """An official checkpoint (`tiny.pt`, `large-v3.pt`) carries no heads; whisper knows them."""
+    import whisper as openai_whisper
+
+    dump = getattr(openai_whisper, "_ALIGNMENT_HEADS", {}).get(name)
+    if dump is None:
+        return
+    try:
+        whisper.set_alignment_heads(dump)
+    except (ValueError, RuntimeError):  # same name, other shape: keep the default heads
+        log.warning("alignment heads for %r do not fit this checkpoint; using defaults", name)
+
+
+# --- options -------------------------------------------------------------------------
+
+
+def _check_task(task: str, model: "ModelInfo") -> str:
+    if task not in ("transcribe", "translate"):
+        raise InvalidParameter(f"task must be transcribe or translate, not {task!r}", param="task")
+    if task == "translate" and model.english_only:
+        raise UnsupportedForModel(f"model {model.name!r} is English-only and cannot translate")
+    return task
+
+
+def _check_language(language: str | None, model: "Whisper") -> str | None:
+    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
+
+    if language is None:
+        return None if model.is_multilingual else "en"
+    code = language.strip().lower()
+    code = TO_LANGUAGE_CODE.get(code, code)
+    if code not in LANGUAGES:
+        raise InvalidParameter(f"unknown language {language!r}", param="language")
+    if code != "en" and not model.is_multilingual:
+        raise UnsupportedForModel(
+            f"this model is English-only; language {language!r} is not supported",
+            param="language",
+        )
+    return code
+
+
+# --- the windowed decoding loop (after whisper.transcribe.transcribe) -----------------
+
+
+class _Run:
+    """One transcription: mel, language, tokenizer, then `segments()` window by window."""
+
+    def __init__(
+        self, model: "Whisper", audio: np.ndarray, options: Options, task: str, *, fp16: bool
+    ) -> None:
+        import torch
+        from whisper.audio import N_FRAMES, N_SAMPLES, log_mel_spectrogram, pad_or_trim
+        from whisper.tokenizer import get_tokenizer
+
+        self.model, self.options = model, options
+        self.dtype = torch.float16 if fp16 else torch.float32
+        # Padded with 30 s of silence, as whisper does, so the last window slices whole.
+        self.mel = log_mel_spectrogram(
+            torch.from_numpy(audio), model.dims.n_mels, padding=N_SAMPLES, device=model.device
+        )
+        self.content_frames = self.mel.shape[-1] - N_FRAMES
+        language = _check_language(options.language, model)
+        if language is None:  # detect from the first 30 s
+            first = pad_or_trim(self.mel, N_FRAMES).to(self.dtype)
+            with torch.no_grad():
+                _, probs = model.detect_language(first)
+            language = max(probs, key=probs.get)
+        self.language: str = language
+        self.tokenizer: "Tokenizer" = get_tokenizer(
+            model.is_multilingual, num_languages=model.num_languages, language=language, task=task
+        )
+        beam = options.beam_size if options.beam_size > 1 else None  # None = greedy
+        self.decode_kw: dict[str, Any] = dict(
+            task=task, language=language, beam_size=beam, best_of=BEST_OF, fp16=fp16
+        )
+
+    def segments(self) -> Iterator[Segment]:
+        from whisper.audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, pad_or_trim
+        from whisper.timing import add_word_timestamps
+        from whisper.utils import get_end
+
+        model, opts, tokenizer = self.model, self.options, self.tokenizer
+        input_stride = N_FRAMES // model.dims.n_audio_ctx  # mel frames per output token
+        time_precision = input_stride * HOP_LENGTH / SAMPLE_RATE  # 0.02 s
+        all_tokens: list[int] = []
+        if opts.prompt:
+            all_tokens.extend(tokenizer.encode(" " + opts.prompt.strip()))
+        prompt_reset_since = 0
+        last_speech_timestamp = 0.0
+        next_id = 0
+        seek = 0
+        while seek < self.content_frames:
+            time_offset = seek * HOP_LENGTH / SAMPLE_RATE
+            segment_size = min(N_FRAMES, self.content_frames - seek)
+            mel = self.mel[:, seek : seek + segment_size]
+            mel = pad_or_trim(mel, N_FRAMES).to(model.device).to(self.dtype)
+            result = self._decode_with_fallback(mel, all_tokens[prompt_reset_since:])
+
+            if self._is_silence(result):
+                seek += segment_size  # skip the whole window
+                continue
+
+            current, advance, single_ending = _split(
+                result, tokenizer, seek, time_offset, segment_size, input_stride, time_precision
+            )
+            seek += advance
+            if opts.word_timestamps:
+                add_word_timestamps(
+                    segments=current,
+                    model=model,
+                    tokenizer=tokenizer,
+                    mel=mel,
+                    num_frames=segment_size,
+                    last_speech_timestamp=last_speech_timestamp,
+                )
+                last_word_end = get_end(current)
+                if not single_ending and last_word_end is not None and last_word_end > time_offset:
+                    # resume right after the last aligned word, not the last timestamp
+                    seek = round(last_word_end * FRAMES_PER_SECOND)
+                if last_word_end is not None:
+                    last_speech_timestamp = last_word_end
+
+            for seg in current:
+                # An instantaneous or empty segment carries nothing (whisper blanks it).
+                if seg["start"] == seg["end"] or not seg["text"].strip():
+                    continue
+                all_tokens.extend(seg["tokens"])
+                yield _to_segment(next_id, seg)
+                next_id += 1
+
+            if result.temperature > 0.5:
+                # hot sampling may have derailed: do not feed this text as the next prompt
+                prompt_reset_since = len(all_tokens)
+
+    def _decode_with_fallback(self, mel: "torch.Tensor", prompt: list[int]) -> "DecodingResult":
+        from whisper.decoding import DecodingOptions
+
+        result = None
+        for t in self.options.temperatures():
+            kw = {**self.decode_kw, "prompt": prompt}
+            # whisper uses beams only when greedy, and best_of only when sampling
+            if t > 0:
+                kw.pop("beam_size")
+            else:
+                kw.pop("best_of")
+            result = self.model.decode(mel, DecodingOptions(**kw, temperature=t))
+            needs_fallback = (
+                result.compression_ratio > COMPRESSION_RATIO_THRESHOLD
+                or result.avg_logprob < LOGPROB_THRESHOLD
+            )
+            threshold = self.options.no_speech_threshold
+            if (
+                threshold is not None
+                and result.no_speech_prob > threshold
+                and result.avg_logprob < LOGPROB_THRESHOLD
+            ):
+                needs_fallback = False  # silence: hotter sampling would only invent words
+            if not needs_fallback:
+                break
+        assert result is not None  # temperatures() is never empty
+        return result
+
+    def _is_silence(self, result: "DecodingResult") -> bool:
+        threshold = self.options.no_speech_threshold
+        return (
+            threshold is not None
+            and result.no_speech_prob > threshold
+            and result.avg_logprob <= LOGPROB_THRESHOLD
+        )
+
+
+def _split(
+    result: "DecodingResult",
+    tokenizer: "Tokenizer",
+    seek: int,
+    time_offset: float,
+    segment_size: int,
+    input_stride: int,
+    time_precision: float,
+) -> tuple[list[dict[str, Any]], int, bool]:
+    """One window's tokens → segment dicts, how far to seek, and whether it ended on silence."""
+    import torch
+    from whisper.audio import HOP_LENGTH
+
+    tokens = torch.tensor(result.tokens)
+    is_ts = tokens.ge(tokenizer.timestamp_begin)
+    single_ending = is_ts[-2:].tolist() == [False, True]
+    consecutive = (torch.where(is_ts[:-1] & is_ts[1:])[0] + 1).tolist()
+
+    def segment(start: float, end: float, toks: "torch.Tensor") -> dict[str, Any]:
+        toks_list = toks.tolist()
+        text = tokenizer.decode([t for t in toks_list if t < tokenizer.eot])
+        return {
+            "seek": seek, "start": start, "end": end, "text": text, "tokens": toks_list,
+            "temperature": result.temperature, "avg_logprob": result.avg_logprob,
+            "compression_ratio": result.compression_ratio,
+            "no_speech_prob": result.no_speech_prob,
+        }  # fmt: skip
+
+    out: list[dict[str, Any]] = []
+    if consecutive:
+        # pairs of timestamp tokens close one segment and open the next
+        slices = consecutive + ([len(tokens)] if single_ending else [])
+        last = 0
+        for cut in slices:
+            piece = tokens[last:cut]
+            start = (piece[0].item() - tokenizer.timestamp_begin) * time_precision
+            end = (piece[-1].item() - tokenizer.timestamp_begin) * time_precision
+            out.append(segment(time_offset + start, time_offset + end, piece))
+            last = cut
+        if single_ending:
+            advance = segment_size  # nothing spoken after the last timestamp
+        else:
+            # the last segment is unfinished: decode again from its start
+            advance = (tokens[last - 1].item() - tokenizer.timestamp_begin) * input_stride
+        return out, advance, single_ending
+
+    duration = segment_size * HOP_LENGTH / SAMPLE_RATE
+    stamps = tokens[is_ts.nonzero().flatten()]
+    if len(stamps) > 0 and stamps[-1].item() != tokenizer.timestamp_begin:
+        duration = (stamps[-1].item() - tokenizer.timestamp_begin) * time_precision
+    out.append(segment(time_offset, time_offset + duration, tokens))
+    return out, segment_size, single_ending
+
+
+def _to_segment(seg_id: int, d: dict[str, Any]) -> Segment:
+    words = tuple(
+        Word(str(w["word"]), float(w["start"]), float(w["end"]), float(w["probability"]))
+        for w in d.get("words") or ()
+    )
+    return Segment(
+        id=seg_id,
+        seek=int(d["seek"]),
+        start=float(d["start"]),
+        end=float(d["end"]),
+        text=d["text"],
+        tokens=tuple(int(t) for t in d["tokens"]),
+        temperature=float(d["temperature"]),
+        avg_logprob=float(d["avg_logprob"]),
+        compression_ratio=float(d["compression_ratio"]),
+        no_speech_prob=float(d["no_speech_prob"]),
+        words=words,
+    )

@@ -1,0 +1,110 @@
+"""Logging to stderr, shaped for whoever reads it.
+
+Under journald every line starts with its sd-daemon priority (``<3>`` error …
+``<7>`` debug) and carries no timestamp, since the journal stamps each entry
+itself. Tracebacks and multi-line messages get the prefix on *every* line, so
+``journalctl -p err`` keeps a whole traceback together. In a terminal the
+lines read ``2026-11-28 14:00:00,123 INFO whisperd.server: message``.
+
+Stdlib only. ``set_level`` changes verbosity in place, for a SIGHUP reload.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import IO
+
+from whisperd.systemd import under_journald
+
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+# Our own code logs at the chosen level; libraries (aiohttp, faster_whisper,
+# ...) only get through from WARNING up, so `debug` is our debug, not theirs.
+APP_LOGGERS = ("whisperd", "shim")
+
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+JOURNAL_FORMAT = "%(name)s: %(message)s"
+
+_handler: logging.Handler | None = None
+
+
+def parse_level(level: str) -> int:
+    """``"info"`` → ``logging.INFO``; unknown names raise ValueError."""
+    try:
+        return LEVELS[str(level).strip().lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown log level {level!r}; expected one of: {', '.join(LEVELS)}"
+        ) from None
+
+
+def priority(levelno: int) -> int:
+    """The syslog priority journald files a record under (sd-daemon(3))."""
+    if levelno >= logging.ERROR:
+        return 3  # LOG_ERR (critical too: it is still one failed request or boot)
+    if levelno >= logging.WARNING:
+        return 4  # LOG_WARNING
+    if levelno >= logging.INFO:
+        return 6  # LOG_INFO
+    return 7  # LOG_DEBUG
+
+
+class JournalFormatter(logging.Formatter):
+    """Prefix each line of the finished record, traceback included, with ``<N>``."""
+
+    def __init__(self) -> None:
+        super().__init__(JOURNAL_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{priority(record.levelno)}>"
+        text = super().format(record)
+        return "\n".join(prefix + line for line in text.split("\n"))
+
+
+def setup_logging(
+    level: str = "info",
+    *,
+    journald: bool | None = None,
+    stream: IO[str] | None = None,
+) -> logging.Handler:
+    """Send logs to ``stream`` (default: sys.stderr at call time); idempotent.
+
+    ``journald=None`` detects it from JOURNAL_STREAM. Returns the installed
+    handler; calling again replaces it rather than doubling every line.
+    """
+    global _handler
+    levelno = parse_level(level)  # fail before touching any logger
+    if stream is None:
+        stream = sys.stderr
+    if journald is None:
+        journald = under_journald(stream)
+
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JournalFormatter() if journald else logging.Formatter(PLAIN_FORMAT))
+
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+        _handler.close()
+    root.addHandler(handler)
+    _handler = handler
+    logging.captureWarnings(True)  # warnings.warn lines get the prefix too
+    _apply(levelno)
+    return handler
+
+
+def set_level(level: str) -> None:
+    """Change verbosity in place (SIGHUP); unknown names raise ValueError."""
+    _apply(parse_level(level))
+
+
+def _apply(levelno: int) -> None:
+    for name in APP_LOGGERS:
+        logging.getLogger(name).setLevel(levelno)
+    logging.getLogger().setLevel(max(levelno, logging.WARNING))

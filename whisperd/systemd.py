@@ -1,0 +1,265 @@
+"""The systemd service protocol: notify, watchdog, socket activation, journald.
+
+Stdlib only, and every function is a quiet no-op outside systemd (the variables
+it reads are simply unset), so the daemon runs the same from a terminal.
+
+- ``notify`` speaks sd_notify(3): newline-separated ``KEY=value`` lines in one
+  datagram to ``$NOTIFY_SOCKET`` (a path, or ``@name`` in the abstract namespace).
+- ``Watchdog`` pings ``WATCHDOG=1`` from the asyncio loop itself, at half of
+  ``WatchdogSec=``; a blocked loop stops the pings and systemd restarts us.
+- ``listen_fds`` is sd_listen_fds(3): inherited sockets start at fd 3.
+- ``under_journald`` is sd_journal_stream's check: is stderr the journal?
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+log = logging.getLogger("whisperd.systemd")
+
+# sd_listen_fds(3): passed descriptors always start right after stdio.
+SD_LISTEN_FDS_START = 3
+
+
+# -- sd_notify ---------------------------------------------------------------
+
+
+def _notify_address() -> str | None:
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return None
+    if addr.startswith("@"):
+        return "\0" + addr[1:]  # abstract namespace
+    if addr.startswith("/"):
+        return addr
+    # vsock: and relative paths are not for a local daemon; ignore, like a no-op.
+    log.debug("ignoring unsupported NOTIFY_SOCKET %r", addr)
+    return None
+
+
+def notify(*lines: str) -> bool:
+    """Send ``KEY=value`` lines to systemd; True when the datagram was sent.
+
+    Never raises: a lost notification must not take the daemon down.
+    """
+    addr = _notify_address()
+    if addr is None or not lines:
+        return False
+    payload = "\n".join(lines).encode("utf-8", "replace")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto(payload, addr)
+    except OSError as exc:
+        log.debug("sd_notify to %r failed: %s", os.environ.get("NOTIFY_SOCKET"), exc)
+        return False
+    return True
+
+
+def _status_line(text: str) -> str:
+    # A newline would start a new KEY=value assignment in the datagram.
+    return "STATUS=" + " ".join(str(text).splitlines())
+
+
+def ready(status: str | None = None) -> bool:
+    """READY=1: the model is loaded and the socket listens."""
+    lines = ["READY=1"]
+    if status is not None:
+        lines.append(_status_line(status))
+    return notify(*lines)
+
+
+def status(text: str) -> bool:
+    """A one-line state a person reads in ``systemctl status``."""
+    return notify(_status_line(text))
+
+
+def stopping(status: str | None = None) -> bool:
+    """STOPPING=1: shutdown has begun (drain, then exit)."""
+    lines = ["STOPPING=1"]
+    if status is not None:
+        lines.append(_status_line(status))
+    return notify(*lines)
+
+
+def reloading(status: str | None = None) -> bool:
+    """RELOADING=1 for SIGHUP; send ``ready()`` again when the reload is done.
+
+    MONOTONIC_USEC lets Type=notify-reload match this message to its signal.
+    """
+    usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    lines = ["RELOADING=1", f"MONOTONIC_USEC={usec}"]
+    if status is not None:
+        lines.append(_status_line(status))
+    return notify(*lines)
+
+
+def watchdog() -> bool:
+    """One WATCHDOG=1 keep-alive ping."""
+    return notify("WATCHDOG=1")
+
+
+# -- watchdog ------------------------------------------------------------------
+
+
+def watchdog_interval() -> float | None:
+    """Seconds between pings (half of WatchdogSec=), or None when not watched.
+
+    Like sd_watchdog_enabled(3): WATCHDOG_PID, when set, must be this process,
+    so a child that inherited the environment does not ping for its parent.
+    """
+    usec_text = os.environ.get("WATCHDOG_USEC")
+    if not usec_text:
+        return None
+    pid_text = os.environ.get("WATCHDOG_PID")
+    try:
+        usec = int(usec_text)
+        if pid_text and int(pid_text) != os.getpid():
+            return None
+    except ValueError:
+        log.warning("ignoring malformed WATCHDOG_USEC=%r WATCHDOG_PID=%r", usec_text, pid_text)
+        return None
+    if usec <= 0:
+        return None
+    return usec / 2 / 1_000_000
+
+
+async def run_watchdog(
+    loop_alive_check: Callable[[], bool] | None = None,
+    *,
+    interval: float | None = None,
+) -> None:
+    """Ping WATCHDOG=1 every ``interval`` seconds until cancelled.
+
+    Runs as a task on the loop that does the work: if that loop blocks, this
+    coroutine cannot run, the pings stop, and systemd restarts the service.
+    ``loop_alive_check`` (optional) can veto a ping when the loop turns but the
+    work is stuck. Returns at once when the watchdog is off.
+    """
+    if interval is None:
+        interval = watchdog_interval()
+    if interval is None:
+        return
+    while True:
+        try:
+            alive = loop_alive_check is None or loop_alive_check()
+        except Exception:
+            log.exception("watchdog check failed; withholding the ping")
+            alive = False
+        if alive:
+            watchdog()
+        await asyncio.sleep(interval)
+
+
+class Watchdog:
+    """``run_watchdog`` as a task with a lifetime: ``async with Watchdog(): ...``."""
+
+    def __init__(
+        self,
+        loop_alive_check: Callable[[], bool] | None = None,
+        *,
+        interval: float | None = None,
+    ) -> None:
+        self.interval = interval if interval is not None else watchdog_interval()
+        self._check = loop_alive_check
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.interval is not None
+
+    def start(self) -> bool:
+        """Start pinging on the running loop; False when the watchdog is off."""
+        if self.interval is None:
+            return False
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                run_watchdog(self._check, interval=self.interval), name="systemd-watchdog"
+            )
+        return True
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    async def __aenter__(self) -> Watchdog:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+
+# -- socket activation -------------------------------------------------------------
+
+
+def listen_fds(unset_environment: bool = True) -> list[socket.socket]:
+    """Sockets passed by systemd socket activation, fd 3 onwards; [] if none.
+
+    As sd_listen_fds(3): only when LISTEN_PID is this process; each fd gets
+    FD_CLOEXEC so cold workers do not inherit the listener; the variables are
+    removed so our children do not think the sockets are theirs.
+    """
+    pid_text = os.environ.get("LISTEN_PID")
+    fds_text = os.environ.get("LISTEN_FDS")
+    try:
+        if not pid_text or not fds_text:
+            return []
+        try:
+            pid, count = int(pid_text), int(fds_text)
+        except ValueError:
+            log.warning("ignoring malformed LISTEN_PID=%r LISTEN_FDS=%r", pid_text, fds_text)
+            return []
+        if pid != os.getpid() or count <= 0:
+            return []
+        socks: list[socket.socket] = []
+        for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count):
+            flags = fcntl.fcntl(fd, fcntl.F_GETFD)
+            fcntl.fcntl(fd, fcntl.F_SETFD, flags | fcntl.FD_CLOEXEC)
+            # fileno= asks the kernel for family and type, so a unix or tcp
+            # listener both come back right.
+            socks.append(socket.socket(fileno=fd))
+        return socks
+    finally:
+        if unset_environment:
+            for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+                os.environ.pop(name, None)
+
+
+# -- journald ------------------------------------------------------------------
+
+
+def under_journald(stream: IO[Any] | None = None) -> bool:
+    """True when stderr (or ``stream``) is connected to the journal.
+
+    systemd sets JOURNAL_STREAM="dev:inode" of the stream it gave us; matching
+    it against fstat tells apart a shell started from the service, whose stderr
+    was redirected elsewhere but still inherited the variable.
+    """
+    value = os.environ.get("JOURNAL_STREAM")
+    if not value:
+        return False
+    dev_text, _, ino_text = value.partition(":")
+    try:
+        dev, ino = int(dev_text), int(ino_text)
+    except ValueError:
+        return False
+    try:
+        fd = 2 if stream is None else stream.fileno()
+        st = os.fstat(fd)
+    except (OSError, ValueError, AttributeError):
+        # No descriptor to compare (a wrapped or in-memory stream): trust the variable.
+        return True
+    return (st.st_dev, st.st_ino) == (dev, ino)
