@@ -1,0 +1,50 @@
+# whisperd — the two commands a newcomer needs are `make serve` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+PIP     = $(BIN)/pip --disable-pip-version-check
+RUN    ?= .run
+SOCKET ?= $(RUN)/whisperd.sock
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+PYTEST_ARGS ?=
+
+.PHONY: venv serve test soak bench clean distclean
+
+# The stamp depends on every requirements file: a second run does nothing
+# unless one of them changed.
+$(VENV)/.stamp: requirements/*.txt setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first, from the one pin in constraints.txt (an unpinned torch pulls a CUDA build).
+	$(PIP) install -q -c requirements/constraints.txt torch
+	$(PIP) install -q -c requirements/constraints.txt -r requirements/runtime.txt -r requirements/test.txt
+	# openai-whisper without its triton dependency (GPU-only, ~1 GB): see README "Set-up".
+	$(PIP) install -q --no-deps -r requirements/whisper.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: $(VENV)/.stamp
+
+# Daemon + shim in the foreground on the embedded tiny.en; Ctrl-C stops both.
+serve: venv
+	@mkdir -p $(RUN)
+	@echo "whisperd: socket $(SOCKET); OpenAI API on http://$(HOST):$(PORT)/v1 (Ctrl-C stops both)"
+	@trap 'kill $$d $$s 2>/dev/null; wait $$d $$s 2>/dev/null; exit 0' INT TERM; \
+	$(BIN)/whisperd --socket $(SOCKET) --cache-dir .cache --config /dev/null & d=$$!; \
+	$(BIN)/whisperd-shim --socket $(SOCKET) --host $(HOST) --port $(PORT) --config /dev/null & s=$$!; \
+	wait $$d; rc=$$?; kill $$s 2>/dev/null; wait $$s 2>/dev/null; exit $$rc
+
+test: venv
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+soak: venv
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(RUN) .pytest_cache .hypothesis build dist *.egg-info
+
+distclean: clean
+	rm -rf $(VENV) .cache

@@ -1,0 +1,141 @@
+"""Start the real programs - `whisperd` and `whisperd-shim` - as child processes.
+
+Sockets live in short /tmp paths (AF_UNIX paths are limited to 108 bytes).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache"  # converted checkpoints and the assembled base model, shared across runs
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WHISPERD_", "NOTIFY_SOCKET", "LISTEN_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+class Daemon:
+    """A real `whisperd` process on a temporary socket."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, wait: bool = True) -> None:
+        self.dir = tempfile.mkdtemp(prefix="wd-", dir="/tmp")
+        self.socket = os.path.join(self.dir, "w.sock")
+        self.log_path = os.path.join(self.dir, "daemon.log")
+        self._log = open(self.log_path, "wb")
+        cmd = [sys.executable, "-m", "whisperd", "--config", "/dev/null", "--socket", self.socket,
+               "--cache-dir", str(CACHE), *args]
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=_env(env), cwd=ROOT)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        from whisperd.client import Client
+        from whisperd.errors import WhisperdError
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"whisperd exited with {self.proc.returncode}:\n{self.log()}")
+            if os.path.exists(self.socket):
+                try:
+                    with Client(self.socket, timeout=5) as c:
+                        if c.status()["status"] == "ready":
+                            return
+                except (WhisperdError, OSError):
+                    pass
+            time.sleep(0.05)
+        raise TimeoutError(f"whisperd not ready after {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return Path(self.log_path).read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return self.proc.returncode
+
+
+class Shim:
+    """A real `whisperd-shim` process on a free port."""
+
+    def __init__(self, socket_path: str, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = tempfile.NamedTemporaryFile(prefix="shim-", suffix=".log", dir="/tmp", delete=False)
+        cmd = [sys.executable, "-m", "shim", "--config", "/dev/null", "--socket", socket_path,
+               "--port", str(self.port), *args]
+        self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=_env(env), cwd=ROOT)
+        self.wait_listening()
+
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"whisperd-shim exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"whisperd-shim not listening after {timeout} s")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=30) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def log(self) -> str:
+        self.log_file.flush()
+        return Path(self.log_file.name).read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log_file.close()
+        os.unlink(self.log_file.name)
+        return self.proc.returncode
+
+
+class Stack:
+    def __init__(self, *daemon_args: str, shim_args: tuple[str, ...] = ()) -> None:
+        self.daemon = Daemon(*daemon_args)
+        self.shim = Shim(self.daemon.socket, *shim_args)
+        self.url = self.shim.url
+
+    def stop(self) -> None:
+        self.shim.stop()
+        self.daemon.stop()
