@@ -269,6 +269,8 @@ class Server:
         finally:
             if not hangup.done():
                 hangup.cancel()
+                # Let the cancelled read unwind before the next read on this stream.
+                await asyncio.gather(hangup, return_exceptions=True)
             self._inflight -= 1
             self.on_change()
 
