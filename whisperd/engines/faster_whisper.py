@@ -17,6 +17,7 @@ from whisperd.engines.base import (
 )
 from whisperd.errors import EngineError, UnsupportedForModel
 from whisperd.models import ModelInfo
+from whisperd.silence import is_digital_silence, is_silence_segment
 
 
 def pick_device(device: str) -> str:
@@ -80,6 +81,8 @@ class FasterWhisperEngine:
                     param="language" if options.task != "translate" else "model",
                 )
             language = "en"
+        if is_digital_silence(audio):
+            return Transcript("", language or "en", len(audio) / SAMPLE_RATE, (), options.task)
         temperatures = options.temperatures()
         segments_iter, info = self._model.transcribe(
             audio,
@@ -95,6 +98,8 @@ class FasterWhisperEngine:
         segments: list[Segment] = []
         # The segments are a lazy generator: decoding happens here, one segment at a time.
         for s in segments_iter:
+            if is_silence_segment(s.text, s.no_speech_prob, s.avg_logprob, options.no_speech_threshold):
+                continue
             seg = Segment(
                 id=len(segments),
                 seek=int(s.seek),

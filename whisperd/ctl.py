@@ -1,0 +1,422 @@
+"""`whisperctl`: talk to a running whisperd over its Unix socket. Never loads a model.
+
+    whisperctl [--socket PATH] [--timeout S] status [--json]
+    whisperctl [--socket PATH] [--timeout S] models [--json]
+    whisperctl [--socket PATH] [--timeout S] transcribe FILE|- [--format FMT] [--language LANG]
+               [--prompt P] [--temperature T] [--model M] [--translate] [--words]
+               [--output PATH] [--progress | --no-progress]
+
+The socket is `--socket`, else $WHISPERD_SOCKET, else /run/whisperd/whisperd.sock.
+Output is rendered by `whisperd.formats`, so a file written here is byte-for-byte
+what the HTTP API answers for the same `response_format`. The progress bar goes to
+stderr (only when stderr is a terminal, unless forced), never to stdout.
+
+Exit codes:
+    0    ok
+    1    the daemon answered with an error (or timed out); stderr has
+         `whisperctl: error: <message> (<code>)`
+    2    usage error
+    3    daemon not reachable: not running, socket missing, permission denied
+         (or `status` found it not ready)
+    4    FILE unreadable (or --output not writable)
+    130  interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import argparse
+import grp
+import json
+import os
+import stat
+import sys
+import time
+from typing import Any, Callable, TextIO
+
+from whisperd.client import Client
+from whisperd.config import DEFAULT_SOCKET
+from whisperd.errors import NotReady, WhisperdError
+from whisperd.formats import RESPONSE_FORMATS, render
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_FILE = 4
+EXIT_INTERRUPTED = 130
+
+EPILOG = """\
+exit codes:
+  0    ok
+  1    the daemon answered with an error: 'whisperctl: error: <message> (<code>)'
+  2    usage error
+  3    daemon not reachable (not running, socket missing, permission denied) or not ready
+  4    FILE unreadable, or --output not writable
+  130  interrupted (Ctrl-C)
+
+The system socket is mode 0660, group 'whisperd': add yourself with
+'sudo usermod -aG whisperd $USER' and log in again."""
+
+
+class StdoutClosed(Exception):
+    """stdout's reader went away (`whisperctl ... | head`)."""
+
+
+class Failure(Exception):
+    """A failure on our side of the socket, with the exit code it maps to."""
+
+    def __init__(self, exit_code: int, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.message = message
+
+
+# --- progress bar ----------------------------------------------------------------------
+
+
+class ProgressBar:
+    """`[#######.........]  43%  12.3/28.6 s` on stderr, driven by the daemon's progress frames.
+
+    On a terminal one line is redrawn with `\\r`; elsewhere (a forced bar into a
+    log) each change is a line of its own, so nothing is garbled. `delay` keeps a
+    quick voice command from flashing a bar: nothing is drawn before it passes.
+    """
+
+    WIDTH = 24
+
+    def __init__(self, stream: TextIO, *, redraw: bool, delay: float = 0.0) -> None:
+        self.stream = stream
+        self.redraw = redraw
+        self.delay = delay
+        self.started = time.monotonic()
+        self.duration: float | None = None  # seconds of audio, when the daemon says
+        self.drawn = False
+        self._last = ""
+
+    def start(self) -> None:
+        if self.delay <= 0:
+            self._draw(0.0)
+
+    def on_frame(self, frame: dict[str, Any]) -> None:
+        if frame.get("type") != "progress":
+            return
+        # Progress frames may carry the audio's duration; older daemons send only the fraction.
+        if isinstance(frame.get("duration"), (int, float)):
+            self.duration = float(frame["duration"])
+        if self.drawn or time.monotonic() - self.started >= self.delay:
+            self._draw(float(frame.get("fraction") or 0.0))
+
+    def finish(self, duration: float | None) -> None:
+        """The result arrived: the last progress frame may stop short of 100%."""
+        if duration is not None:
+            self.duration = float(duration)
+        if self.drawn:
+            self._draw(1.0)
+        self.close()
+
+    def close(self) -> None:
+        if self.drawn and self.redraw:
+            self.stream.write("\n")  # leave the bar, so an error starts on a line of its own
+            self.stream.flush()
+        self.drawn = False
+
+    def _draw(self, fraction: float) -> None:
+        fraction = min(1.0, max(0.0, fraction))
+        filled = int(fraction * self.WIDTH)
+        line = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {int(fraction * 100):3d}%"
+        if self.duration:
+            line += f"  {fraction * self.duration:.1f}/{self.duration:.1f} s"
+        if line == self._last:
+            return
+        if self.redraw:
+            self.stream.write("\r" + line.ljust(len(self._last)))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+        self._last = line
+        self.drawn = True
+
+
+def _progress_bar(mode: bool | None) -> ProgressBar | None:
+    """None (no progress frames asked for), or a bar. `mode`: True forced, False off, None auto."""
+    if mode is False:
+        return None
+    tty = sys.stderr.isatty()
+    if mode is None and not tty:
+        return None
+    return ProgressBar(sys.stderr, redraw=tty, delay=0.0 if mode else 1.0)
+
+
+# --- input and output -------------------------------------------------------------------
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise Failure(EXIT_FILE, "refusing to read audio from a terminal; pipe a file into '-'")
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise Failure(EXIT_FILE, f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _check_writable(path: str) -> None:
+    """Fail before a long transcription, not after it."""
+    if os.path.isdir(path):
+        raise Failure(EXIT_FILE, f"cannot write {path}: it is a directory")
+    target = path if os.path.exists(path) else (os.path.dirname(os.path.abspath(path)))
+    if not os.access(target, os.W_OK):
+        raise Failure(EXIT_FILE, f"cannot write {path}: permission denied or no such directory")
+
+
+def _write_output(body: str, path: str | None) -> None:
+    data = body.encode("utf-8")  # subtitle and JSON files are UTF-8 whatever the locale says
+    if path is None or path == "-":
+        out = sys.stdout
+        buffer = getattr(out, "buffer", None)
+        try:
+            out.flush()
+            if buffer is None:  # a replaced sys.stdout without bytes underneath
+                out.write(body)
+                out.flush()
+            else:
+                buffer.write(data)
+                buffer.flush()
+        except BrokenPipeError:
+            raise StdoutClosed from None
+        return
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise Failure(EXIT_FILE, f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _print(text: str) -> None:
+    _write_output(text + "\n", None)
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h {minutes:02d}m"
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def format_status(status: dict[str, Any], socket_path: str) -> str:
+    """A person's summary; unknown fields are left to `--json`."""
+    lines = [f"whisperd {status.get('version', '?')}: {status.get('status', '?')}",
+             f"  socket    {socket_path}"]
+    engine = [status[k] for k in ("engine", "device", "compute_type") if status.get(k)]
+    model = str(status.get("model", "?"))
+    lines.append(f"  model     {model}" + (f" ({', '.join(map(str, engine))})" if engine else ""))
+    workers = status.get("workers")
+    if isinstance(workers, dict):
+        lines.append("  workers   " + ", ".join(f"{v} {k}" for k, v in workers.items()))
+    counts = [(status.get(k), label) for k, label in
+              (("running", "running"), ("queue", "waiting"), ("served", "served"))]
+    lines.append("  requests  " + ", ".join(f"{v} {label}" for v, label in counts if v is not None))
+    if isinstance(status.get("uptime"), (int, float)):
+        lines.append(f"  uptime    {_duration(status['uptime'])}")
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with Client(args.socket, timeout=args.timeout) as c:
+        status = c.status()
+    _print(json.dumps(status, indent=2) if args.json else format_status(status, args.socket))
+    # A health check in a script: anything but "ready" is not ready.
+    return EXIT_OK if status.get("status") == "ready" else EXIT_UNREACHABLE
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    with Client(args.socket, timeout=args.timeout) as c:
+        models = c.models()
+    if args.json:
+        _print(json.dumps(models, indent=2))
+    else:
+        for model in models:
+            _print(str(model.get("id")))
+    return EXIT_OK
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    audio = _read_input(args.file)
+    if args.output not in (None, "-"):
+        _check_writable(args.output)
+    options = {
+        "language": args.language,
+        "prompt": args.prompt,
+        "temperature": args.temperature,
+        "task": "translate" if args.translate else None,
+        "word_timestamps": True if args.words else None,
+    }
+    bar = _progress_bar(args.progress)
+    with Client(args.socket, timeout=args.timeout) as c:
+        if bar is not None:
+            bar.start()
+        try:
+            reply = c.transcribe(audio, model=args.model, progress=bar is not None,
+                                 on_frame=bar.on_frame if bar else None, **options)
+        except BaseException:
+            if bar is not None:
+                bar.close()  # end the bar's line, so the error reads cleanly
+            raise
+    result = reply["result"]
+    if bar is not None:
+        bar.finish(result.get("duration"))
+    # Imported here: the result type pulls in numpy, which status/models never need.
+    from whisperd.engines.base import Transcript
+
+    transcript = Transcript.from_dict(result)
+    body, _ = render(transcript, args.format, words=args.words)
+    _write_output(body, args.output)
+    return EXIT_OK
+
+
+# --- parser and main --------------------------------------------------------------------
+
+
+def _temperature(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from whisperd import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="whisperctl",
+        description="Talk to a running whisperd over its Unix socket.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--socket", default=os.environ.get("WHISPERD_SOCKET") or DEFAULT_SOCKET,
+                        help=f"the daemon's socket [env WHISPERD_SOCKET; default {DEFAULT_SOCKET}]")
+    parser.add_argument("--timeout", type=_positive, default=None, metavar="SECONDS",
+                        help="give up when the daemon is silent this long (default: wait)")
+    parser.add_argument("--version", action="version", version=f"whisperctl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    status = sub.add_parser("status", help="the daemon's state, model and load", epilog=EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    status.add_argument("--json", action="store_true", help="print the raw status object")
+    status.set_defaults(func=cmd_status)
+
+    models = sub.add_parser("models", help="the models the daemon serves, one per line", epilog=EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    models.add_argument("--json", action="store_true", help="print the raw model list")
+    models.set_defaults(func=cmd_models)
+
+    tr = sub.add_parser("transcribe", help="transcribe an audio file ('-' for stdin)", epilog=EPILOG,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tr.add_argument("file", metavar="FILE", help="audio file (any format ffmpeg reads), or '-' for stdin")
+    tr.add_argument("--format", "-f", choices=RESPONSE_FORMATS, default="text",
+                    help="output format, as OpenAI's response_format (default: text)")
+    tr.add_argument("--language", "-l", help="spoken language, e.g. en (default: detect)")
+    tr.add_argument("--prompt", help="text to steer spelling and style")
+    tr.add_argument("--temperature", type=_temperature, default=None,
+                    help="sampling temperature 0..1 (default 0: greedy with fallback)")
+    tr.add_argument("--model", "-m", help="model to use (default: the daemon's)")
+    tr.add_argument("--translate", action="store_true", help="translate into English")
+    tr.add_argument("--words", action="store_true", help="word timestamps (verbose_json only)")
+    tr.add_argument("--output", "-o", metavar="PATH", help="write here instead of stdout")
+    bar = tr.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
+                     help="show a progress bar on stderr even when it is not a terminal")
+    bar.add_argument("--no-progress", dest="progress", action="store_false",
+                     help="never show a progress bar")
+    tr.set_defaults(func=cmd_transcribe, parser=tr)
+    return parser
+
+
+def _unreachable(path: str, err: WhisperdError) -> str:
+    """Say why the socket cannot be used: missing, not a socket, or a permission problem."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return (f"no socket at {path}: whisperd is not running there "
+                "(systemctl status whisperd), or set --socket / WHISPERD_SOCKET")
+    except PermissionError:
+        return (f"permission denied reaching {path}: its directory is closed to this user; "
+                "add yourself to the 'whisperd' group (sudo usermod -aG whisperd $USER, then log in again)")
+    except OSError:
+        return err.message
+    if not stat.S_ISSOCK(st.st_mode):
+        return f"{path} is not a socket"
+    if not os.access(path, os.R_OK | os.W_OK):
+        try:
+            group = grp.getgrgid(st.st_gid).gr_name
+        except KeyError:
+            group = str(st.st_gid)
+        return (f"permission denied on {path}: add yourself to its group '{group}' "
+                f"(sudo usermod -aG {group} $USER, then log in again)")
+    return err.message  # the daemon itself said not_ready, or refused the connection
+
+
+def _error(message: str, code: str | None = None) -> None:
+    suffix = f" ({code})" if code else ""
+    print(f"whisperctl: error: {message}{suffix}", file=sys.stderr, flush=True)
+
+
+def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    try:
+        return func(args)
+    except Failure as exc:
+        _error(exc.message)
+        return exc.exit_code
+    except NotReady as err:
+        _error(_unreachable(args.socket, err), err.code)
+        return EXIT_UNREACHABLE
+    except WhisperdError as err:
+        _error(err.message, err.code)
+        return EXIT_ERROR
+    except TimeoutError:
+        _error(f"no answer from whisperd within {args.timeout:g} s", "timeout")
+        return EXIT_ERROR
+    except ConnectionError as exc:
+        _error(f"lost the connection to whisperd: {exc.strerror or exc}", "not_ready")
+        return EXIT_UNREACHABLE
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "transcribe" and args.words and args.format != "verbose_json":
+            args.parser.error("--words needs --format verbose_json (the only format with word timings)")
+    except SystemExit as exc:  # argparse: usage errors (2), --help and --version (0)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return _run(args.func, args)
+    except KeyboardInterrupt:
+        print("whisperctl: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except StdoutClosed:
+        # Stop quietly, and keep Python's exit-time flush from complaining about the same pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
