@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     bar = tr.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None,
                      help="show a progress bar on stderr even when it is not a terminal")
-    bar.add_argument("--no-progress", dest="progress", action="store_false",
+    bar.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                      help="never show a progress bar")
     tr.set_defaults(func=cmd_transcribe, parser=tr)
     return parser

@@ -1,0 +1,120 @@
+"""The scheduling policy, with no model: facts in, decision out."""
+
+from __future__ import annotations
+
+from whisperd.policy import Facts, JobFacts, Settings, WorkerFacts, decide, job_order, split_threads
+
+HOT = WorkerFacts("hot", "hot", "tiny.en", "idle")
+S = Settings(max_cold_workers=2, long_audio_s=30, idle_timeout_s=60, reap_stagger_s=10)
+
+
+def facts(jobs=(), workers=(HOT,), **kw) -> Facts:
+    base = dict(cpu_cores=2, free_memory_mb=8000, worker_memory_mb={"tiny.en": 400, "base": 700},
+                seconds_per_audio_s=0.05, load_s=1.0)
+    base.update(kw)
+    return Facts(tuple(jobs), tuple(workers), **base)
+
+
+def job(id, secs, model="tiny.en", waited=0.0):
+    return JobFacts(id, secs, model, waited)
+
+
+def test_short_job_goes_to_the_idle_hot_worker():
+    d = decide(facts([job("a", 3)]), S)
+    assert d.assign == (("a", "hot"),) and d.spawn == ()
+
+
+def test_shortest_first():
+    d = decide(facts([job("long", 20), job("short", 2)]), S)
+    assert d.assign[0] == ("short", "hot")
+
+
+def test_ageing_lets_a_long_wait_win():
+    order = job_order((job("new-short", 5), job("old-long", 25, waited=60)), ageing=0.5)
+    assert order[0].id == "old-long"
+
+
+def test_long_job_never_takes_the_hot_worker_when_a_cold_one_can():
+    d = decide(facts([job("film", 600)]), S)
+    assert d.assign == ()
+    assert [m for m, _ in d.spawn] == ["tiny.en"]
+
+
+def test_long_job_takes_the_hot_worker_when_no_cold_worker_is_possible():
+    d = decide(facts([job("film", 600)]), Settings(max_cold_workers=0))
+    assert d.assign == (("film", "hot"),)
+    d = decide(facts([job("film", 600)], free_memory_mb=600), S)  # no memory for another model
+    assert d.assign == (("film", "hot"),)
+
+
+def test_long_job_goes_to_an_idle_cold_worker():
+    cold = WorkerFacts("c1", "cold", "tiny.en", "idle")
+    d = decide(facts([job("film", 600), job("cmd", 2)], workers=(HOT, cold)), S)
+    assert set(d.assign) == {("film", "c1"), ("cmd", "hot")}
+
+
+def test_command_while_hot_is_busy_spawns_a_cold_worker():
+    busy = WorkerFacts("hot", "hot", "tiny.en", "busy", busy_remaining_s=30)
+    d = decide(facts([job("cmd", 2)], workers=(busy,)), S)
+    assert d.assign == () and len(d.spawn) == 1
+
+
+def test_no_spawn_when_the_hot_worker_frees_up_sooner_than_a_load():
+    busy = WorkerFacts("hot", "hot", "tiny.en", "busy", busy_remaining_s=0.3)
+    d = decide(facts([job("cmd", 2)], workers=(busy,)), S)
+    assert d.spawn == () and d.assign == ()
+
+
+def test_a_loading_worker_never_holds_a_job_the_hot_worker_can_take_now():
+    loading = WorkerFacts("c1", "cold", "tiny.en", "loading", busy_remaining_s=0.8)
+    d = decide(facts([job("cmd", 2)], workers=(HOT, loading)), S)
+    assert d.assign == (("cmd", "hot"),)
+
+
+def test_spawns_are_capped_and_memory_bounded():
+    busy = WorkerFacts("hot", "hot", "tiny.en", "busy", busy_remaining_s=60)
+    c1 = WorkerFacts("c1", "cold", "tiny.en", "busy", busy_remaining_s=60)
+    c2 = WorkerFacts("c2", "cold", "tiny.en", "busy", busy_remaining_s=60)
+    assert decide(facts([job("x", 2)], workers=(busy, c1, c2)), S).spawn == ()
+    assert decide(facts([job("x", 2)], workers=(busy,), free_memory_mb=700), S).spawn == ()
+
+
+def test_one_spawn_per_model_per_decision():
+    busy = WorkerFacts("hot", "hot", "tiny.en", "busy", busy_remaining_s=60)
+    d = decide(facts([job("a", 2), job("b", 2), job("c", 3)], workers=(busy,)), S)
+    assert len(d.spawn) == 1
+
+
+def test_other_model_is_served_by_a_cold_worker():
+    d = decide(facts([job("es", 4, model="base")]), S)
+    assert d.assign == () and [m for m, _ in d.spawn] == ["base"]
+    warm_base = WorkerFacts("c1", "cold", "base", "idle")
+    d = decide(facts([job("es", 4, model="base")], workers=(HOT, warm_base)), S)
+    assert d.assign == (("es", "c1"),)
+
+
+def test_idle_cold_workers_are_reaped_one_at_a_time():
+    c1 = WorkerFacts("c1", "cold", "tiny.en", "idle", idle_s=100)
+    c2 = WorkerFacts("c2", "cold", "tiny.en", "idle", idle_s=70)
+    d = decide(facts(workers=(HOT, c1, c2)), S)
+    assert d.reap == ("c1",)
+    d = decide(facts(workers=(HOT, c2), since_last_reap_s=2), S)
+    assert d.reap == ()  # staggered
+    d = decide(facts(workers=(HOT, c2), since_last_reap_s=20), S)
+    assert d.reap == ("c2",)
+
+
+def test_hot_worker_is_never_reaped_and_fresh_idle_workers_stay():
+    c1 = WorkerFacts("c1", "cold", "tiny.en", "idle", idle_s=5)
+    idle_hot = WorkerFacts("hot", "hot", "tiny.en", "idle", idle_s=1000)
+    assert decide(facts(workers=(idle_hot, c1)), S).reap == ()
+
+
+def test_threads_are_split_between_running_workers():
+    assert split_threads(2, ["hot"]) == {"hot": 2}
+    assert split_threads(2, ["hot", "c1"]) == {"c1": 1, "hot": 1}
+    assert split_threads(2, ["a", "b", "c"]) == {"a": 1, "b": 1, "c": 1}
+    assert split_threads(8, ["a", "b", "c"]) == {"a": 3, "b": 3, "c": 2}
+    busy = WorkerFacts("hot", "hot", "tiny.en", "busy", busy_remaining_s=60)
+    d = decide(facts([job("cmd", 2)], workers=(busy,)), S)
+    assert d.spawn[0][1] == 1  # half of 2 cores beside the busy hot worker

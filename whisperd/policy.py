@@ -1,0 +1,136 @@
+"""Scheduling as a pure function: facts in, decision out. No model, no clock, no I/O.
+
+The rules, in order of importance:
+
+1. Shortest audio first (with ageing, so a long file is not starved forever).
+2. A job is bound to a worker only when that worker is idle and ready: a worker
+   still loading never holds a request the hot worker would finish sooner.
+3. The hot worker is kept for short work: a long job (> `long_audio_s`) is not
+   started on the hot worker while a cold worker could take it - one is idle,
+   loading or may be spawned - so a voice command never waits behind it.
+4. A cold worker is spawned when a queued job would finish sooner on a new
+   worker (load time + its cost) than on any existing lane, within the cap and
+   the free memory.
+5. CPU threads are divided between the workers that run at once.
+6. Idle cold workers exit after `idle_timeout_s`, at most one every
+   `reap_stagger_s`, so a burst does not end in a cliff of exits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    id: str
+    audio_s: float
+    model: str
+    waited_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class WorkerFacts:
+    id: str
+    kind: str  # "hot" | "cold"
+    model: str
+    state: str  # "idle" | "busy" | "loading"
+    busy_remaining_s: float = 0.0  # estimated seconds until busy/loading ends
+    idle_s: float = 0.0  # how long it has been idle
+
+
+@dataclass(frozen=True)
+class Facts:
+    jobs: tuple[JobFacts, ...]
+    workers: tuple[WorkerFacts, ...]
+    cpu_cores: int
+    free_memory_mb: float
+    worker_memory_mb: dict[str, float]  # estimated resident size of one worker, by model
+    seconds_per_audio_s: float = 0.05  # measured processing cost per second of audio
+    load_s: float = 1.0  # measured cold spawn-to-ready
+    since_last_reap_s: float = 1e9
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_cold_workers: int = 2
+    memory_reserve_mb: float = 512.0
+    long_audio_s: float = 30.0
+    idle_timeout_s: float = 60.0
+    reap_stagger_s: float = 10.0
+    ageing: float = 0.5  # one second waited counts as this many seconds less audio
+    hot_model: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    assign: tuple[tuple[str, str], ...] = ()  # (job id, worker id)
+    spawn: tuple[tuple[str, int], ...] = ()  # (model, cpu threads)
+    reap: tuple[str, ...] = ()  # cold worker ids to stop
+    threads: dict[str, int] = field(default_factory=dict)  # worker id → threads to use
+
+
+def job_order(jobs: tuple[JobFacts, ...], ageing: float) -> list[JobFacts]:
+    return sorted(jobs, key=lambda j: (j.audio_s - ageing * j.waited_s, j.waited_s * -1, j.id))
+
+
+def split_threads(cores: int, running: list[str]) -> dict[str, int]:
+    """Share the cores between the workers that run at once; at least one each."""
+    if not running:
+        return {}
+    base, extra = divmod(max(cores, 1), len(running))
+    return {w: max(1, base + (1 if i < extra else 0)) for i, w in enumerate(sorted(running))}
+
+
+def decide(facts: Facts, settings: Settings) -> Decision:
+    idle = {w.id: w for w in facts.workers if w.state == "idle"}
+    cold = [w for w in facts.workers if w.kind == "cold"]
+    free_mb = facts.free_memory_mb
+    cold_slots = settings.max_cold_workers - len(cold)
+    assign: list[tuple[str, str]] = []
+    spawn: list[tuple[str, int]] = []
+    # Lanes that are busy or loading, with when they free up (for rule 4's comparison).
+    pending_free = {w.id: w.busy_remaining_s for w in facts.workers if w.state != "idle"}
+
+    for job in job_order(facts.jobs, settings.ageing):
+        cost = job.audio_s * facts.seconds_per_audio_s
+        lanes = [w for w in facts.workers if w.model == job.model]
+        long_job = job.audio_s > settings.long_audio_s
+        can_spawn = cold_slots > 0 and free_mb - facts.worker_memory_mb.get(job.model, 1e9) >= settings.memory_reserve_mb
+        cold_possible = can_spawn or any(w.kind == "cold" for w in lanes)
+
+        candidates = [w for w in lanes if w.id in idle]
+        if long_job and cold_possible:
+            candidates = [w for w in candidates if w.kind == "cold"]  # rule 3
+        # Short work prefers the hot worker; long work a cold one.
+        candidates.sort(key=lambda w: (w.kind != ("cold" if long_job else "hot"), w.id))
+        if candidates:
+            chosen = candidates[0]
+            assign.append((job.id, chosen.id))
+            del idle[chosen.id]
+            pending_free[chosen.id] = cost
+            continue
+        # Nobody idle can take it: would a new worker finish it sooner than any lane frees up?
+        soonest = min((pending_free.get(w.id, 0.0) for w in lanes
+                       if not (long_job and cold_possible and w.kind == "hot")), default=None)
+        spawned_for_model = sum(1 for m, _ in spawn if m == job.model)
+        if can_spawn and (soonest is None or facts.load_s < soonest) and spawned_for_model == 0:
+            spawn.append((job.model, 0))  # threads filled in below
+            cold_slots -= 1
+            free_mb -= facts.worker_memory_mb.get(job.model, 0.0)
+
+    reap: list[str] = []
+    queued_models = {j.model for j in facts.jobs}
+    if facts.since_last_reap_s >= settings.reap_stagger_s:
+        expired = [w for w in cold if w.state == "idle" and w.idle_s >= settings.idle_timeout_s
+                   and w.id not in {wid for _, wid in assign} and w.model not in queued_models]
+        if expired:
+            reap.append(max(expired, key=lambda w: (w.idle_s, w.id)).id)
+
+    running = [w.id for w in facts.workers if w.state == "busy" and w.id not in reap]
+    running += [wid for _, wid in assign]
+    threads = split_threads(facts.cpu_cores, running)
+    # A cold worker runs beside the hot one by design: give it half the cores, so
+    # the two together do not oversubscribe the machine.
+    spawn = [(model, max(1, facts.cpu_cores // 2)) for model, _ in spawn]
+    return Decision(tuple(assign), tuple(spawn), tuple(reap), threads)
