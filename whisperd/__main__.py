@@ -9,10 +9,14 @@ import os
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from whisperd import __version__
 from whisperd.config import DAEMON_SETTINGS, DaemonConfig, add_arguments, build, describe
 from whisperd.errors import ConfigError, WhisperdError
+
+if TYPE_CHECKING:
+    from whisperd.models import ModelInfo
 
 log = logging.getLogger("whisperd")
 
@@ -35,8 +39,10 @@ def load_config(argv: list[str] | None = None) -> tuple[DaemonConfig, argparse.N
 async def serve(config: DaemonConfig) -> int:
     from whisperd import systemd
     from whisperd.engines import load_engine
-    from whisperd.hot import HotWorker
+    from whisperd.hot import HotLane
     from whisperd.models import resolve_model
+    from whisperd.pool import Pool
+    from whisperd.worker import warm_fork_server
     from whisperd.server import Server, bind_unix_socket
 
     loop = asyncio.get_running_loop()
@@ -67,17 +73,25 @@ async def serve(config: DaemonConfig) -> int:
         load_engine, config.engine, model, device=config.device, compute_type=config.compute_type,
         cpu_threads=config.cpu_threads, cache_dir=str(config.cache_path),
     )
-    hot = HotWorker(engine, queue_size=config.queue_size)
-    server = Server(config, model, hot)
+    served = served_models(config, model)
+    pool = Pool(config, HotLane(engine, model.name), served, engine=engine.name, device=engine.device,
+                compute_type=config.compute_type)
+    if config.max_cold_workers > 0:
+        # The fork server imports torch/ctranslate2 once, in the background; workers fork from it.
+        asyncio.get_running_loop().run_in_executor(None, warm_fork_server, engine.name == "openai-whisper")
+    server = Server(config, model, pool)
+    pool.start()
     sock = activated[0] if activated else bind_unix_socket(config.socket, config.socket_mode, config.socket_group)
     await server.start(sock)
 
     def status_line() -> str:
         s = server.status()
         return (f"ready: model {s['model']}, engine {s['engine']} ({s['compute_type']}), device {s['device']}, "
-                f"queue {s['queue']}, running {s['running']}, workers {s['workers']['hot'] + s['workers']['cold']}")
+                f"queue {s['queue']}, running {s['running']}, workers {1 + s['workers']['cold']} "
+                f"(cold {s['workers']['cold']}, loading {s['loading']}), spawns {s['spawns']}, "
+                f"crashes {s['crashes']}, served {s['served']}")
 
-    server.on_change = lambda: systemd.status(status_line())
+    server.on_change = pool.on_change = lambda: systemd.status(status_line())
     where = "an activated socket" if activated else config.socket
     log.info("ready in %.2f s: model %s, engine %s (%s), device %s, listening on %s",
              time.monotonic() - t0, model.name, engine.name, engine.compute_type, engine.device, where)
@@ -91,7 +105,6 @@ async def serve(config: DaemonConfig) -> int:
         systemd.status("stopping: finishing in-flight requests…")
         await server.drain(config.shutdown_grace)
         await watchdog.stop()
-        hot.close()
         if not activated:
             try:
                 os.unlink(config.socket)
@@ -99,6 +112,23 @@ async def serve(config: DaemonConfig) -> int:
                 pass
     log.info("stopped")
     return 0
+
+
+def served_models(config: DaemonConfig, default: "ModelInfo") -> dict[str, "ModelInfo"]:
+    """The default model plus the installed models `extra_models` names."""
+    from whisperd.models import installed_models
+
+    served = {default.name: default}
+    wanted = [m.strip() for m in config.extra_models.split(",") if m.strip()]
+    if not wanted or config.max_cold_workers == 0:
+        return served
+    installed = installed_models(config.cache_path, config.models_path)
+    for name in installed if "*" in wanted else wanted:
+        if name in installed:
+            served.setdefault(name, installed[name])
+        else:
+            log.warning("extra model %r is not installed; ignoring it", name)
+    return served
 
 
 def _reload(config: DaemonConfig) -> None:

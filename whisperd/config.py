@@ -100,7 +100,8 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
     Setting("socket_mode", 0o660, _parse_mode, "socket file mode (octal)"),
     Setting("socket_group", "", str, "group that owns the socket (empty: the daemon's)"),
     Setting("model", "tiny.en", str, "model name, CTranslate2 directory or .pt checkpoint"),
-    Setting("extra_models", "", str, "other installed models requests may name (comma-separated; '*' = all)"),
+    Setting("extra_models", "*", str,
+            "other installed models requests may name, served by cold workers (comma-separated; '*' = all)"),
     Setting("engine", "auto", _choice("auto", "faster-whisper", "openai-whisper", "null"),
             "inference engine; auto picks by the model's kind"),
     Setting("device", "auto", _choice("auto", "cpu", "cuda"), "where to run the model"),
@@ -112,6 +113,14 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
     Setting("vad_filter", False, _parse_bool, "drop non-speech with faster-whisper's Silero VAD"),
     Setting("max_audio_bytes", 64 << 20, _parse_size, "largest audio file accepted on the socket"),
     Setting("max_audio_seconds", 4 * 3600.0, _bounded(float, 1.0, 1e6), "longest audio accepted"),
+    Setting("max_cold_workers", 2, _bounded(int, 0, 64),
+            "cold worker processes started when the hot worker is busy (0: hot worker only)"),
+    Setting("worker_idle_timeout", 60.0, _bounded(float, 1.0, 86400.0),
+            "seconds an idle cold worker stays loaded (exits are staggered)"),
+    Setting("long_audio_seconds", 30.0, _bounded(float, 1.0, 86400.0),
+            "audio longer than this goes to a cold worker, keeping the hot one for commands"),
+    Setting("worker_timeout", 120.0, _bounded(float, 1.0, 86400.0),
+            "a cold worker gets this many seconds plus 3x the audio length before it is killed"),
     Setting("queue_size", 64, _bounded(int, 1, 100000), "requests waiting beyond this are refused"),
     Setting("shutdown_grace", 30.0, _bounded(float, 0.0, 3600.0),
             "seconds to finish in-flight work on SIGTERM"),
@@ -150,6 +159,10 @@ class DaemonConfig:
     vad_filter: bool
     max_audio_bytes: int
     max_audio_seconds: float
+    max_cold_workers: int
+    worker_idle_timeout: float
+    long_audio_seconds: float
+    worker_timeout: float
     queue_size: int
     shutdown_grace: float
     cache_dir: str

@@ -92,19 +92,29 @@ class ProgressBar:
         self.duration: float | None = None  # seconds of audio, when the daemon says
         self.drawn = False
         self._last = ""
+        self._done = 0.0  # end of the last decoded segment, in seconds
 
     def start(self) -> None:
         if self.delay <= 0:
             self._draw(0.0)
 
     def on_frame(self, frame: dict[str, Any]) -> None:
+        if frame.get("type") == "segment":
+            end = (frame.get("segment") or {}).get("end")
+            if isinstance(end, (int, float)):
+                self._done = float(end)
+            return
         if frame.get("type") != "progress":
             return
-        # Progress frames may carry the audio's duration; older daemons send only the fraction.
+        fraction = float(frame.get("fraction") or 0.0)
         if isinstance(frame.get("duration"), (int, float)):
             self.duration = float(frame["duration"])
+        elif self._done and fraction > 0:
+            # `fraction` is the share of the audio decoded so far, and the last
+            # segment's end is how much that is: together they give the length.
+            self.duration = self._done / fraction
         if self.drawn or time.monotonic() - self.started >= self.delay:
-            self._draw(float(frame.get("fraction") or 0.0))
+            self._draw(fraction)
 
     def finish(self, duration: float | None) -> None:
         """The result arrived: the last progress frame may stop short of 100%."""
@@ -174,6 +184,8 @@ def _check_writable(path: str) -> None:
 def _write_output(body: str, path: str | None) -> None:
     data = body.encode("utf-8")  # subtitle and JSON files are UTF-8 whatever the locale says
     if path is None or path == "-":
+        if not body.endswith("\n"):  # json bodies have none; a terminal line wants one
+            body, data = body + "\n", data + b"\n"
         out = sys.stdout
         buffer = getattr(out, "buffer", None)
         try:
@@ -266,8 +278,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.start()
         try:
+            # Segment frames tell the bar how many seconds are done, not just what share.
             reply = c.transcribe(audio, model=args.model, progress=bar is not None,
-                                 on_frame=bar.on_frame if bar else None, **options)
+                                 segments=bar is not None, on_frame=bar.on_frame if bar else None,
+                                 **options)
         except BaseException:
             if bar is not None:
                 bar.close()  # end the bar's line, so the error reads cleanly

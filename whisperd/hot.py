@@ -1,24 +1,21 @@
-"""The hot worker: one resident model, requests served in turn, off the event loop.
+"""The hot lane: the resident model, in the daemon's own process, on one thread.
 
-Decoding runs in a small thread pool of its own so the next request's audio is
-ready when the model frees up; inference runs on one dedicated thread. A job
-whose client went away is dropped from the queue, and stopped at the next
-segment boundary when it is already running (engines call back per segment).
+A job whose client went away is stopped at the next segment boundary (the
+engines call back once per segment).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from whisperd.engines.base import Engine, Options, Segment, Transcript
-from whisperd.errors import Overloaded, WhisperdError
+import numpy as np
 
-log = logging.getLogger("whisperd.hot")
+from whisperd.engines.base import Engine, Options, Segment, Transcript
+from whisperd.errors import WhisperdError
 
 
 class JobCancelled(WhisperdError):
@@ -28,73 +25,58 @@ class JobCancelled(WhisperdError):
 @dataclass
 class Job:
     id: str
-    audio: bytes
     options: Options
-    max_seconds: float
-    # Called on the event loop for each decoded segment (progress, streaming).
+    model: str
+    # Called on the event loop for each decoded segment, with the fraction of audio done.
     on_segment: Callable[[Segment, float], None] | None = None
     cancelled: bool = False
-    started: bool = False  # holds the model; cancel by flag, not by task.cancel()
     audio_seconds: float = 0.0
     queued_at: float = field(default_factory=time.monotonic)
+    retries: int = 0
 
-
-class HotWorker:
-    def __init__(self, engine: Engine, *, queue_size: int) -> None:
-        self.engine = engine
-        self.queue_size = queue_size
-        self._infer = ThreadPoolExecutor(1, thread_name_prefix="infer")
-        self._decode = ThreadPoolExecutor(2, thread_name_prefix="decode")
-        self._lock = asyncio.Lock()
-        self.waiting = 0
-        self.running = 0
-        self.served = 0
-
-    @property
-    def busy(self) -> bool:
-        return self.running > 0
-
-    async def run(self, job: Job) -> Transcript:
-        if self.waiting + self.running >= self.queue_size:
-            raise Overloaded(f"{self.waiting} requests are waiting; try again shortly")
-        loop = asyncio.get_running_loop()
-        self.waiting += 1
-        queued = True
-        try:
-            from whisperd.audio import decode_audio
-
-            pcm = await loop.run_in_executor(
-                self._decode, lambda: decode_audio(job.audio, max_duration_s=job.max_seconds)
-            )
-            job.audio = b""  # the encoded bytes are no longer needed; free them early
-            job.audio_seconds = len(pcm) / 16000
-            async with self._lock:
-                self.waiting -= 1
-                queued = False
-                job.started = True
-                self.running += 1
-                try:
-                    return await loop.run_in_executor(self._infer, self._transcribe, job, pcm, loop)
-                finally:
-                    self.running -= 1
-                    self.served += 1
-        finally:
-            if queued:
-                self.waiting -= 1
-
-    def _transcribe(self, job: Job, pcm, loop: asyncio.AbstractEventLoop) -> Transcript:
-        if job.cancelled:
-            raise JobCancelled("the client went away before its request started")
+    def segment_callback(self, loop: asyncio.AbstractEventLoop) -> Callable[[Segment], None]:
+        """The callback an engine calls from its thread: forward to the loop, or stop."""
 
         def on_segment(seg: Segment) -> None:
-            if job.cancelled:
+            if self.cancelled:
                 raise JobCancelled("the client went away")
-            if job.on_segment is not None:
-                fraction = min(1.0, seg.end / job.audio_seconds) if job.audio_seconds else 1.0
-                loop.call_soon_threadsafe(job.on_segment, seg, fraction)
+            if self.on_segment is not None:
+                fraction = min(1.0, seg.end / self.audio_seconds) if self.audio_seconds else 1.0
+                loop.call_soon_threadsafe(self.on_segment, seg, fraction)
 
-        return self.engine.transcribe(pcm, job.options, on_segment)
+        return on_segment
+
+
+class HotLane:
+    kind = "hot"
+    id = "hot"
+
+    def __init__(self, engine: Engine, model: str) -> None:
+        self.engine = engine
+        self.model = model
+        self.state = "idle"
+        self.busy_until = 0.0
+        self.idle_since = time.monotonic()
+        self.served = 0
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="hot")
+
+    async def run(self, job: Job, pcm: np.ndarray) -> Transcript:
+        loop = asyncio.get_running_loop()
+        self.state = "busy"
+        try:
+            if job.cancelled:
+                raise JobCancelled("the client went away before its request started")
+            callback = job.segment_callback(loop)
+            # shield: a cancelled await must not free the lane while the thread still runs.
+            future = loop.run_in_executor(self._thread, self.engine.transcribe, pcm, job.options, callback)
+            return await asyncio.shield(future)
+        finally:
+            self.state = "idle"
+            self.idle_since = time.monotonic()
+            self.served += 1
+
+    def cancel(self, job: Job) -> None:
+        job.cancelled = True
 
     def close(self) -> None:
-        self._infer.shutdown(wait=False, cancel_futures=True)
-        self._decode.shutdown(wait=False, cancel_futures=True)
+        self._thread.shutdown(wait=False, cancel_futures=True)

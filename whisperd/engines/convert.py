@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import struct
 import tempfile
@@ -57,7 +56,7 @@ _BFLOAT16 = 5
 
 
 class _Reader:
-    def __init__(self, buf: memoryview) -> None:
+    def __init__(self, buf: np.ndarray) -> None:
         self.buf, self.pos = buf, 0
 
     def unpack(self, fmt: str) -> Any:
@@ -70,14 +69,14 @@ class _Reader:
 
     def string(self) -> str:
         n = self.unpack("<H")
-        raw = bytes(self.buf[self.pos : self.pos + n])
+        raw = self.buf[self.pos : self.pos + n].tobytes()
         self.pos += n
-        return raw.rstrip(b"\0").decode("utf-8")
+        return raw.rstrip(b"\0").decode("utf-8", errors="replace")
 
     def array(self, dtype: np.dtype, shape: tuple[int, ...], n_bytes: int) -> np.ndarray:
         if self.pos + n_bytes > len(self.buf) or n_bytes != dtype.itemsize * int(np.prod(shape)):
             raise EngineError("model.bin has a variable whose size does not match its shape")
-        out = np.frombuffer(self.buf, dtype=dtype, count=n_bytes // dtype.itemsize, offset=self.pos)
+        out = self.buf[self.pos : self.pos + n_bytes].view(dtype)
         self.pos += n_bytes
         return out.reshape(shape)
 
@@ -87,11 +86,13 @@ def read_ct2_variables(model_bin: Path) -> dict[str, np.ndarray]:
 
     Quantized weights (int8/int16 with a `*_scale` sibling) come back dequantized.
     """
-    with model_bin.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        raw, aliases = _parse(memoryview(mm))
-        # Copy out of the mapping (as float32) before it closes.
-        variables = {name: _widen(dtype, arr) for name, (dtype, arr) in raw.items()}
-        del raw
+    try:
+        # Mapped, not read: a large model is only ever held once, as float32.
+        mapped = np.memmap(model_bin, dtype=np.uint8, mode="r")
+    except (OSError, ValueError) as e:
+        raise EngineError(f"cannot read {model_bin}: {e}") from None
+    raw, aliases = _parse(mapped)
+    variables = {name: _widen(dtype, arr) for name, (dtype, arr) in raw.items()}
     for alias, target in aliases.items():
         if target not in variables:
             raise EngineError(f"model.bin alias {alias!r} points at missing {target!r}")
@@ -99,7 +100,7 @@ def read_ct2_variables(model_bin: Path) -> dict[str, np.ndarray]:
     return _dequantize(variables)
 
 
-def _parse(buf: memoryview) -> tuple[dict[str, tuple[int, np.ndarray]], dict[str, str]]:
+def _parse(buf: np.ndarray) -> tuple[dict[str, tuple[int, np.ndarray]], dict[str, str]]:
     r = _Reader(buf)
     version = r.unpack("<I")
     if version != BINARY_VERSION:

@@ -72,7 +72,7 @@ class OpenAIWhisperEngine:
 
         if cpu_threads > 0:
             torch.set_num_threads(cpu_threads)
-        self.model = model
+        self.model_info = model
         self.device = _resolve_device(device)
         self.compute_type = _resolve_compute_type(compute_type, self.device)
         self._whisper = _load(model, self.device, Path(cache_dir) if cache_dir else None)
@@ -89,7 +89,7 @@ class OpenAIWhisperEngine:
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         if audio.ndim != 1:
             raise EngineError(f"audio must be mono (one dimension), got shape {audio.shape}")
-        task = _check_task(options.task, self.model)
+        task = _check_task(options.task, self.model_info)
         segments: list[Segment] = []
         with self._lock:
             with _engine_errors():

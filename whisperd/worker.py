@@ -1,0 +1,295 @@
+"""Cold workers: OS child processes that load a model and serve jobs over a pipe.
+
+Wire between the daemon and a worker (a `multiprocessing` pipe, whole messages):
+
+    daemon → worker   JSON {"op": "transcribe", "id", "options"} then the raw
+                      float32 PCM bytes as the next message (never base64);
+                      JSON {"op": "cancel", "id"}; JSON {"op": "stop"}
+    worker → daemon   JSON {"type": "ready", "pid", "load_s"} once; then per job
+                      {"type": "segment", "id", "segment"}... and one
+                      {"type": "result", "id", "result"} or {"type": "error", "id", "error"}
+
+Workers are forked from a pre-imported fork server (`multiprocessing`'s
+"forkserver" with torch / ctranslate2 / faster-whisper already imported), so
+a new worker only loads weights. Every reply names its job id; the daemon
+drops a reply whose id is not the job it is waiting for, so a late answer from
+a timed-out worker can never be taken for another request's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from whisperd.engines.base import Options, Segment, Transcript
+from whisperd.errors import WhisperdError, WorkerFailed
+from whisperd.hot import Job, JobCancelled
+from whisperd.models import ModelInfo
+
+log = logging.getLogger("whisperd.worker")
+
+# Imported once in the fork server, so each worker starts with them in memory.
+PRELOAD = ["numpy", "ctranslate2", "faster_whisper", "whisperd.engines.faster_whisper", "whisperd.audio"]
+PRELOAD_TORCH = ["torch", "whisper", "whisperd.engines.openai_whisper"]
+
+
+def _send(conn: Any, obj: dict[str, Any]) -> None:
+    conn.send_bytes(json.dumps(obj).encode())
+
+
+def worker_main(conn: Any, model: ModelInfo, engine_name: str, device: str, compute_type: str,
+                threads: int, cache_dir: str) -> None:
+    """Entry point of the child process."""
+    # Ctrl-C in a terminal reaches the whole process group; the daemon decides when we stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    started = time.monotonic()
+    from whisperd.engines import load_engine
+
+    try:
+        engine = load_engine(engine_name, model, device=device, compute_type=compute_type,
+                             cpu_threads=threads, cache_dir=cache_dir)
+    except Exception as exc:  # report why, then exit: the daemon answers the request
+        _send(conn, {"type": "fatal", "error": {"code": "worker_failed",
+                                                "message": f"could not load {model.name}: {exc}"}})
+        return
+    _send(conn, {"type": "ready", "pid": os.getpid(), "load_s": time.monotonic() - started})
+    cancelled: set[str] = set()
+    while True:
+        try:
+            msg = json.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return  # the daemon is gone
+        op = msg.get("op")
+        if op == "stop":
+            return
+        if op == "cancel":
+            cancelled.add(msg["id"])
+            continue
+        if op != "transcribe":
+            continue
+        job_id = msg["id"]
+        pcm = np.frombuffer(conn.recv_bytes(), dtype=np.float32)
+
+        def on_segment(seg: Segment, job_id: str = job_id) -> None:
+            # Cancels arrive between segments; look for one without blocking.
+            while conn.poll():
+                extra = json.loads(conn.recv_bytes())
+                if extra.get("op") == "cancel":
+                    cancelled.add(extra.get("id"))
+                elif extra.get("op") == "stop":
+                    os._exit(0)
+            if job_id in cancelled:
+                raise JobCancelled("the client went away")
+            _send(conn, {"type": "segment", "id": job_id, "segment": asdict(seg)})
+
+        try:
+            result = engine.transcribe(pcm, Options(**msg["options"]), on_segment)
+            _send(conn, {"type": "result", "id": job_id, "result": result.to_dict()})
+        except WhisperdError as err:
+            _send(conn, {"type": "error", "id": job_id, "error": err.to_wire()})
+        except Exception as exc:
+            _send(conn, {"type": "error", "id": job_id,
+                         "error": {"code": "engine_error", "message": f"transcription failed: {exc}"}})
+        cancelled.discard(job_id)
+
+
+_context: Any = None
+
+
+def fork_context(preload_torch: bool) -> Any:
+    """The fork server context, started in the background with the heavy imports."""
+    global _context
+    if _context is None:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(PRELOAD + (PRELOAD_TORCH if preload_torch else []))
+        _context = ctx
+    return _context
+
+
+def warm_fork_server(preload_torch: bool) -> None:
+    """Start the fork server now (it imports in its own process), not on the first spawn."""
+    fork_context(preload_torch)
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class ColdWorker:
+    kind = "cold"
+
+    def __init__(self, wid: str, model: ModelInfo, *, engine: str, device: str, compute_type: str,
+                 threads: int, cache_dir: str, context: Any) -> None:
+        self.id = wid
+        self.model = model.name
+        self.threads = threads
+        self.state = "loading"
+        self.spawned_at = time.monotonic()
+        self.ready_at: float | None = None
+        self.idle_since = self.spawned_at
+        self.busy_until = 0.0
+        self.served = 0
+        self.fatal: WhisperdError | None = None
+        self.stopping = False  # asked to exit (idle, shutdown): its exit is no crash
+        self.ready = asyncio.Event()
+        self.dead = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._job: Job | None = None
+        self._result: asyncio.Future | None = None
+        parent_conn, child_conn = context.Pipe()
+        self._conn = parent_conn
+        self._child_conn = child_conn
+        self.process = context.Process(
+            target=worker_main, name=f"whisperd-{wid}", daemon=True,
+            args=(child_conn, model, engine, device, compute_type, threads, cache_dir),
+        )
+        self._send_lock = threading.Lock()
+
+    async def start(self) -> None:
+        # start() talks to the fork server (and starts it if needed): keep it off the loop.
+        try:
+            await asyncio.to_thread(self.process.start)
+        except Exception as exc:
+            self.fatal = WorkerFailed(f"could not start a worker: {exc}")
+            self._on_exit()
+            return
+        finally:
+            self._child_conn.close()
+        threading.Thread(target=self._read_loop, name=f"{self.id}-reader", daemon=True).start()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    @property
+    def spawn_to_ready_s(self) -> float | None:
+        return None if self.ready_at is None else self.ready_at - self.spawned_at
+
+    # --- the reader thread hands every message to the event loop -----------------------
+
+    def _read_loop(self) -> None:
+        while True:
+            try:
+                msg = json.loads(self._conn.recv_bytes())
+            except (EOFError, OSError, ValueError):
+                break
+            self._loop.call_soon_threadsafe(self._on_message, msg)
+        self._loop.call_soon_threadsafe(self._on_exit)
+
+    def _on_message(self, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if kind == "ready":
+            self.ready_at = time.monotonic()
+            self.state, self.idle_since = "idle", self.ready_at
+            self.ready.set()
+            return
+        if kind == "fatal":
+            self.fatal = WhisperdError.from_wire(msg["error"])
+            return
+        job = self._job
+        if job is None or msg.get("id") != job.id or self._result is None:
+            log.warning("%s: dropped a reply for %s, which it is not serving", self.id, msg.get("id"))
+            return
+        if kind == "segment":
+            seg = Segment.from_dict(msg["segment"])
+            if job.on_segment is not None and not job.cancelled:
+                fraction = min(1.0, seg.end / job.audio_seconds) if job.audio_seconds else 1.0
+                job.on_segment(seg, fraction)
+        elif kind == "result" and not self._result.done():
+            self._result.set_result(Transcript.from_dict(msg["result"]))
+        elif kind == "error" and not self._result.done():
+            err = WhisperdError.from_wire(msg["error"])
+            self._result.set_exception(JobCancelled(err.message) if err.code == "cancelled" else err)
+
+    def _on_exit(self) -> None:
+        self.state = "dead"
+        self.ready.set()
+        self.dead.set()
+        if self._result is not None and not self._result.done():
+            self._result.set_exception(WorkerFailed(f"worker {self.id} exited while serving the request"))
+
+    # --- the daemon's side -------------------------------------------------------------
+
+    async def run(self, job: Job, pcm: np.ndarray, timeout: float) -> Transcript:
+        if self.state == "dead":
+            raise WorkerFailed(f"worker {self.id} is gone")
+        self.state = "busy"
+        self._job = job
+        self._result = self._loop.create_future()
+        header = json.dumps({"op": "transcribe", "id": job.id, "options": asdict(job.options)}).encode()
+        try:
+            # The pipe blocks once its buffer is full: send the audio off the event loop.
+            await asyncio.to_thread(self._send_job, header, pcm)
+            return await asyncio.wait_for(asyncio.shield(self._result), timeout)
+        except (BrokenPipeError, OSError) as exc:
+            raise WorkerFailed(f"worker {self.id} is gone: {exc}") from None
+        except asyncio.TimeoutError:
+            # Kill it: its answer, if it ever came, must not be taken for anything.
+            self.kill()
+            raise WorkerFailed(f"worker {self.id} took longer than {timeout:.0f} s and was stopped") from None
+        finally:
+            self._job, self._result = None, None
+            if self.state == "busy":
+                self.state = "idle"
+                self.idle_since = time.monotonic()
+            self.served += 1
+
+    def _send_job(self, header: bytes, pcm: np.ndarray) -> None:
+        with self._send_lock:
+            self._conn.send_bytes(header)
+            self._conn.send_bytes(memoryview(np.ascontiguousarray(pcm, dtype=np.float32)).cast("B"))
+
+    def cancel(self, job: Job) -> None:
+        job.cancelled = True
+        if self._job is job and self.state == "busy":
+            try:
+                with self._send_lock:
+                    _send(self._conn, {"op": "cancel", "id": job.id})
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        """Ask it to exit; kill it if it has not after a moment (see `reap`)."""
+        self.stopping = True
+        if self.state != "dead":
+            self.state = "stopping"
+        try:
+            with self._send_lock:
+                _send(self._conn, {"op": "stop"})
+        except OSError:
+            pass
+
+    def kill(self) -> None:
+        if self.process.pid is not None and self.process.is_alive():
+            self.process.kill()
+
+    async def wait_exit(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self.dead.wait(), timeout)
+        except asyncio.TimeoutError:
+            self.kill()
+            await asyncio.wait_for(self.dead.wait(), 5)
+        if self.process.pid is not None:
+            await asyncio.to_thread(self.process.join, 5)
+        self._conn.close()
