@@ -64,9 +64,13 @@ def test_status_json(daemon, capsys):
 
 def test_models(daemon, capsys):
     code, out, _ = run(capsys, "--socket", daemon.socket, "models")
-    assert (code, out) == (0, "tiny.en\n")
+    names = out.splitlines()
+    assert code == 0 and "tiny.en" in names
+    assert all(name and " " not in name for name in names)  # bare names, for scripts
     code, out, _ = run(capsys, "--socket", daemon.socket, "models", "--json")
-    assert code == 0 and [m["id"] for m in json.loads(out)] == ["tiny.en"]
+    models = json.loads(out)
+    assert code == 0 and [m["id"] for m in models] == names
+    assert next(m for m in models if m["id"] == "tiny.en")["loaded"] is True
 
 
 # --- transcribe ----------------------------------------------------------------------

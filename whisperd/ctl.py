@@ -235,6 +235,11 @@ def format_status(status: dict[str, Any], socket_path: str) -> str:
     workers = status.get("workers")
     if isinstance(workers, dict):
         lines.append("  workers   " + ", ".join(f"{v} {k}" for k, v in workers.items()))
+    for lane in status.get("lanes") or ():  # one line per worker: what it holds, what it does
+        if isinstance(lane, dict):
+            pid = f"  pid {lane['pid']}" if lane.get("pid") else ""
+            lines.append(f"    {lane.get('id', '?'):<9} {lane.get('model', '?'):<10} "
+                         f"{lane.get('state', '?'):<8} {lane.get('served', 0)} served{pid}")
     counts = [(status.get(k), label) for k, label in
               (("running", "running"), ("queue", "waiting"), ("served", "served"))]
     lines.append("  requests  " + ", ".join(f"{v} {label}" for v, label in counts if v is not None))

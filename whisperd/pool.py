@@ -236,7 +236,7 @@ class Pool:
             entry.future.set_exception(err)
 
     def _timeout(self, job: Job) -> float:
-        return self.config.worker_timeout + 3.0 * job.audio_seconds
+        return self.config.worker_timeout * max(1.0, job.audio_seconds / 60.0)
 
     # --- cold workers ------------------------------------------------------------------
 

@@ -156,6 +156,8 @@ class ColdWorker:
         self.dead = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._job: Job | None = None
+        self._attempt_id: str | None = None
+        self._attempts = 0
         self._result: asyncio.Future | None = None
         parent_conn, child_conn = context.Pipe()
         self._conn = parent_conn
@@ -208,7 +210,7 @@ class ColdWorker:
             self.fatal = WhisperdError.from_wire(msg["error"])
             return
         job = self._job
-        if job is None or msg.get("id") != job.id or self._result is None:
+        if job is None or msg.get("id") != self._attempt_id or self._result is None:
             log.warning("%s: dropped a reply for %s, which it is not serving", self.id, msg.get("id"))
             return
         if kind == "segment":
@@ -236,20 +238,23 @@ class ColdWorker:
             raise WorkerFailed(f"worker {self.id} is gone")
         self.state = "busy"
         self._job = job
+        # A fresh id per attempt: a retried job never matches an earlier attempt's late reply.
+        self._attempts += 1
+        self._attempt_id = f"{job.id}.{self._attempts}"
         self._result = self._loop.create_future()
-        header = json.dumps({"op": "transcribe", "id": job.id, "options": asdict(job.options)}).encode()
+        header = json.dumps({"op": "transcribe", "id": self._attempt_id, "options": asdict(job.options)}).encode()
         try:
             # The pipe blocks once its buffer is full: send the audio off the event loop.
             await asyncio.to_thread(self._send_job, header, pcm)
             return await asyncio.wait_for(asyncio.shield(self._result), timeout)
-        except (BrokenPipeError, OSError) as exc:
-            raise WorkerFailed(f"worker {self.id} is gone: {exc}") from None
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError:  # before OSError: TimeoutError is an OSError
             # Kill it: its answer, if it ever came, must not be taken for anything.
             self.kill()
             raise WorkerFailed(f"worker {self.id} took longer than {timeout:.0f} s and was stopped") from None
+        except OSError as exc:
+            raise WorkerFailed(f"worker {self.id} is gone: {exc}") from None
         finally:
-            self._job, self._result = None, None
+            self._job, self._result, self._attempt_id = None, None, None
             if self.state == "busy":
                 self.state = "idle"
                 self.idle_since = time.monotonic()
@@ -265,7 +270,7 @@ class ColdWorker:
         if self._job is job and self.state == "busy":
             try:
                 with self._send_lock:
-                    _send(self._conn, {"op": "cancel", "id": job.id})
+                    _send(self._conn, {"op": "cancel", "id": self._attempt_id})
             except OSError:
                 pass
 

@@ -1,0 +1,186 @@
+"""The openai-whisper engine on real weights (tiny.en converted from CTranslate2) and real speech."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, SPANISH_FILE, word_recall, words
+from whisperd.engines import load_engine
+from whisperd.engines.base import Options, Segment
+from whisperd.engines.openai_whisper import OpenAIWhisperEngine
+from whisperd.errors import ConfigError, InvalidParameter, UnsupportedForModel
+from whisperd.models import installed_models
+
+
+def read_wav(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
+
+
+def decode_file(path: Path) -> np.ndarray:
+    from whisperd.audio import decode_audio
+
+    return decode_audio(path.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def models(cache_dir):
+    return installed_models(cache_dir)
+
+
+@pytest.fixture(scope="module")
+def engine(models, cache_dir) -> OpenAIWhisperEngine:
+    return load_engine("openai-whisper", models["tiny.en"], cache_dir=str(cache_dir))
+
+
+@pytest.fixture(scope="module")
+def fox() -> np.ndarray:
+    return read_wav(FOX_FILES["wav"])
+
+
+@pytest.fixture(scope="module")
+def fox_words(engine, fox):
+    """tiny.en on the fox clip with word timestamps, and what on_segment saw."""
+    seen: list[Segment] = []
+    return engine.transcribe(fox, Options(word_timestamps=True), on_segment=seen.append), seen
+
+
+def test_engine_shape(engine):
+    assert isinstance(engine, OpenAIWhisperEngine)
+    assert (engine.name, engine.device, engine.compute_type) == ("openai-whisper", "cpu", "float32")
+
+
+def test_transcribes_real_speech(fox_words, fox):
+    result, seen = fox_words
+    assert word_recall(FOX_TEXT, result.text) >= 0.8, result.text
+    assert result.language == "en" and result.task == "transcribe"
+    assert result.duration == pytest.approx(len(fox) / 16000)
+    assert result.segments and list(seen) == list(result.segments)
+    for i, seg in enumerate(result.segments):
+        assert seg.id == i and seg.seek == 0
+        assert 0.0 <= seg.start < seg.end <= result.duration + 0.5
+        assert seg.tokens and seg.text.strip()
+        assert seg.avg_logprob < 0.0 and 0.0 <= seg.no_speech_prob <= 1.0
+        assert seg.temperature == 0.0 and seg.compression_ratio > 0.0
+
+
+def test_word_timestamps(fox_words):
+    result, _ = fox_words
+    got = result.words
+    assert got and words("".join(w.word for w in got)) == words(result.text)
+    previous_end = 0.0
+    for w in got:
+        assert 0.0 <= w.start <= w.end <= result.duration
+        assert w.start >= previous_end - 1e-6  # in order, no overlap
+        assert 0.0 < w.probability <= 1.0
+        previous_end = w.end
+
+
+def test_same_result_as_whisper_transcribe(engine, fox, fox_words):
+    """The engine's incremental loop reproduces openai-whisper's own transcribe()."""
+    import whisper
+
+    result, _ = fox_words
+    # The engine's own model object: the same weights, so the same decode.
+    ref = whisper.transcribe(
+        engine._whisper, fox, beam_size=5, best_of=5, word_timestamps=True, fp16=False
+    )
+    ref_segments = [s for s in ref["segments"] if s["text"].strip()]
+    assert [(s.start, s.end, s.text, list(s.tokens)) for s in result.segments] == [
+        (s["start"], s["end"], s["text"], s["tokens"]) for s in ref_segments
+    ]
+    assert [(w.word, w.start, w.end) for w in result.words] == [
+        (w["word"], w["start"], w["end"]) for s in ref_segments for w in s["words"]
+    ]
+
+
+def test_same_words_as_faster_whisper(engine, models, fox):
+    """The key acceptance check: converted weights hear what CTranslate2 hears."""
+    from faster_whisper import WhisperModel
+
+    ours = engine.transcribe(fox, Options(beam_size=5))
+    fw = WhisperModel(
+        str(models["tiny.en"].path), device="cpu", compute_type="float32", local_files_only=True
+    )
+    segments, info = fw.transcribe(fox, beam_size=5, language="en")
+    theirs = "".join(s.text for s in segments)
+    assert words(ours.text) == words(theirs)
+    assert word_recall(FOX_TEXT, ours.text) >= 0.8
+
+
+def test_long_audio_segments_arrive_while_decoding(engine, monkeypatch):
+    """32 s is two windows: the first window's segments reach on_segment before the second decodes."""
+    import whisper
+
+    audio = decode_file(LONG_FILE)
+    decodes = 0
+    real_decode = engine._whisper.decode
+
+    def counting_decode(*args, **kwargs):
+        nonlocal decodes
+        decodes += 1
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(engine._whisper, "decode", counting_decode)
+    seen: list[tuple[int, Segment]] = []
+    result = engine.transcribe(audio, Options(beam_size=1), lambda s: seen.append((decodes, s)))
+
+    assert word_recall(LONG_TEXT, result.text) >= 0.8, result.text
+    assert [s for _, s in seen] == list(result.segments)
+    assert seen[0][0] < decodes  # delivered before decoding finished
+    assert [s.id for s in result.segments] == list(range(len(result.segments)))
+    starts = [s.start for s in result.segments]
+    assert starts == sorted(starts) and result.segments[-1].end > 30.0
+    assert len({s.seek for s in result.segments}) >= 2
+
+    monkeypatch.undo()
+    ref = whisper.transcribe(engine._whisper, audio, fp16=False)  # greedy, like beam_size=1
+    assert [s.text for s in result.segments] == [s["text"] for s in ref["segments"] if s["text"].strip()]
+
+
+def test_english_only_model_refuses_other_languages(engine, fox):
+    with pytest.raises(UnsupportedForModel):
+        engine.transcribe(fox, Options(task="translate"))
+    with pytest.raises(UnsupportedForModel):
+        engine.transcribe(fox, Options(language="de"))
+    with pytest.raises(InvalidParameter):
+        engine.transcribe(fox, Options(language="xx"))
+    with pytest.raises(InvalidParameter):
+        engine.transcribe(fox, Options(task="summarize"))
+
+
+@pytest.mark.parametrize("kwargs", [{"compute_type": "int8"}, {"device": "tpu"}])
+def test_bad_settings_are_config_errors(models, cache_dir, kwargs):
+    with pytest.raises(ConfigError):
+        OpenAIWhisperEngine(models["tiny.en"], cache_dir=cache_dir, **kwargs)
+
+
+def test_import_is_light():
+    code = (
+        "import sys, whisperd.engines.openai_whisper, whisperd.engines.convert;"
+        "heavy = {'torch', 'whisper', 'ctranslate2'} & set(sys.modules);"
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_multilingual_base_detects_language(models, cache_dir, fox):
+    engine = OpenAIWhisperEngine(models["base"], cache_dir=cache_dir)
+    english = engine.transcribe(fox, Options(beam_size=1))
+    assert english.language == "en"
+    assert word_recall(FOX_TEXT, english.text) >= 0.8, english.text
+    # base hears espeak's Spanish as Spanish (if not its words); one sampling pass is enough.
+    spanish = engine.transcribe(decode_file(SPANISH_FILE), Options(temperature=0.2))
+    assert spanish.language == "es"
