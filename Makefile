@@ -48,3 +48,17 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) .cache
+
+# ---- Debian package (packaging/, docs/debian.md) -------------------------------
+# `make deb`: build dist/whisperd_<version>_amd64.deb (root: installs the Debian
+# build tools when missing). `make test-deb`: boot a debootstrap'd bookworm with
+# systemd-nspawn, install, transcribe over HTTP, purge (root; tree cached in
+# /var/cache/whisperd-test).
+.PHONY: deb test-deb
+deb:
+	packaging/build-deb.sh
+
+test-deb:
+	@ls dist/whisperd_*.deb >/dev/null 2>&1 || packaging/build-deb.sh
+	packaging/test-deb.sh
+# ---- end of Debian package block ----------------------------------------------

@@ -36,14 +36,20 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class Daemon:
     """A real `whisperd` process on a temporary socket."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, wait: bool = True) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, wait: bool = True,
+                 config: str = "/dev/null", journald: bool = False, **popen: object) -> None:
         self.dir = tempfile.mkdtemp(prefix="wd-", dir="/tmp")
         self.socket = os.path.join(self.dir, "w.sock")
         self.log_path = os.path.join(self.dir, "daemon.log")
         self._log = open(self.log_path, "wb")
-        cmd = [sys.executable, "-m", "whisperd", "--config", "/dev/null", "--socket", self.socket,
+        env = dict(env or {})
+        if journald:  # what systemd sets when stderr is connected to the journal
+            st = os.fstat(self._log.fileno())
+            env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        cmd = [sys.executable, "-m", "whisperd", "--config", config, "--socket", self.socket,
                "--cache-dir", str(CACHE), *args]
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=_env(env), cwd=ROOT)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=_env(env), cwd=ROOT,
+                                     **popen)
         if wait:
             self.wait_ready()
 
@@ -66,6 +72,8 @@ class Daemon:
         raise TimeoutError(f"whisperd not ready after {timeout} s:\n{self.log()}")
 
     def log(self) -> str:
+        if self._log.closed:
+            return self._final_log  # kept after stop() removed the folder
         self._log.flush()
         return Path(self.log_path).read_text(errors="replace")
 
@@ -77,7 +85,9 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
+        if not self._log.closed:
+            self._final_log = self.log()
+            self._log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
         return self.proc.returncode
 

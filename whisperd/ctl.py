@@ -17,7 +17,7 @@ Exit codes:
          `whisperctl: error: <message> (<code>)`
     2    usage error
     3    daemon not reachable: not running, socket missing, permission denied
-         (or `status` found it not ready)
+         (or shutting down, or `status` found it not ready)
     4    FILE unreadable (or --output not writable)
     130  interrupted (Ctrl-C)
 """
@@ -408,7 +408,8 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         return EXIT_UNREACHABLE
     except WhisperdError as err:
         _error(err.message, err.code)
-        return EXIT_ERROR
+        # A daemon on its way down is as good as unreachable: a script may retry later.
+        return EXIT_UNREACHABLE if err.code == "shutting_down" else EXIT_ERROR
     except TimeoutError:
         _error(f"no answer from whisperd within {args.timeout:g} s", "timeout")
         return EXIT_ERROR
