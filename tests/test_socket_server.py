@@ -149,3 +149,17 @@ def test_transcript_text_is_not_logged_at_info(fw_stack, sock_path):
     with Client(sock_path, timeout=120) as c:
         text = c.transcribe(FOX_FILES["flac"].read_bytes())["result"]["text"]
     assert text and text not in fw_stack.daemon.log()
+
+
+def test_oversized_audio_gets_its_error_even_while_the_client_is_still_sending():
+    from tests.stack import Daemon
+    from whisperd.errors import FrameTooLarge
+
+    d = Daemon("--engine", "faster-whisper", "--max-audio-bytes", "1M", "--max-cold-workers", "0")
+    try:
+        with Client(d.socket, timeout=60) as c:
+            with pytest.raises(FrameTooLarge, match="exceeds the daemon's limit of 1048576 bytes"):
+                c.transcribe(b"x" * (5 << 20))
+        assert_daemon_serves(d.socket)
+    finally:
+        d.stop()

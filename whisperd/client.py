@@ -81,8 +81,8 @@ class AsyncConnection:
                 self.writer.write(protocol.LENGTH.pack(len(audio)))
                 self.writer.write(audio)
             await self.writer.drain()
-        except ConnectionError as exc:
-            raise ConnectionLost(str(exc)) from None
+        except ConnectionError:
+            pass  # a refusal (e.g. too large) may be waiting to be read; an EOF says otherwise
         while True:
             try:
                 payload = await protocol.read_frame(self.reader, protocol.MAX_REPLY)
@@ -221,12 +221,20 @@ class Client:
 
     def _recv_exact(self, n: int) -> bytes:
         sock = self._connect()
-        chunks, remaining = [], n
+        chunks, remaining, resets = [], n, 0
         while remaining:
-            chunk = sock.recv(min(remaining, 1 << 20))
+            try:
+                chunk = sock.recv(min(remaining, 1 << 20))
+            except ConnectionResetError:
+                # Linux reports a reset once when the daemon closed with our data unread;
+                # the error frame it sent before closing is still queued behind it.
+                resets += 1
+                if resets > 1:
+                    raise
+                continue
             if not chunk:
                 self.close()
-                raise ProtocolError("the daemon closed the connection before answering")
+                raise ConnectionLost("the daemon closed the connection before answering")
             chunks.append(chunk)
             remaining -= len(chunk)
         return b"".join(chunks)
@@ -239,17 +247,29 @@ class Client:
             if audio is not None:
                 sock.sendall(protocol.LENGTH.pack(len(audio)))
                 sock.sendall(audio)
-            while True:
-                length = protocol.parse_length(self._recv_exact(4), protocol.MAX_REPLY)
-                reply = protocol.parse_reply(self._recv_exact(length))
-                final = _final(reply)
-                if final is not None:
-                    return final
-                if on_frame is not None:
-                    on_frame(reply)
         except (BrokenPipeError, ConnectionResetError) as exc:
+            # The daemon may have refused the request (e.g. too large) and closed before
+            # reading it all: its error frame is still waiting to be read.
+            try:
+                return self._read_replies(on_frame)
+            except (ConnectionLost, OSError):
+                self.close()
+                raise NotReady(f"lost the connection to whisperd: {exc}") from None
+        try:
+            return self._read_replies(on_frame)
+        except (ConnectionLost, BrokenPipeError, ConnectionResetError) as exc:
             self.close()
             raise NotReady(f"lost the connection to whisperd: {exc}") from None
+
+    def _read_replies(self, on_frame: FrameCallback | None) -> dict[str, Any]:
+        while True:
+            length = protocol.parse_length(self._recv_exact(4), protocol.MAX_REPLY)
+            reply = protocol.parse_reply(self._recv_exact(length))
+            final = _final(reply)
+            if final is not None:
+                return final
+            if on_frame is not None:
+                on_frame(reply)
 
     def status(self) -> dict[str, Any]:
         return self._call(protocol.Request(op="status", id=protocol.new_id()))["result"]

@@ -210,8 +210,11 @@ def error_frame(rid: str | None, err: WhisperdError) -> bytes:
     return json_frame({"v": VERSION, "type": "error", "id": rid, "error": err.to_wire()})
 
 
-def progress_frame(rid: str, fraction: float) -> bytes:
-    return json_frame({"v": VERSION, "type": "progress", "id": rid, "fraction": round(fraction, 4)})
+def progress_frame(rid: str, fraction: float, duration: float | None = None) -> bytes:
+    frame = {"v": VERSION, "type": "progress", "id": rid, "fraction": round(fraction, 4)}
+    if duration is not None:
+        frame["duration"] = round(duration, 3)  # seconds of audio in all
+    return json_frame(frame)
 
 
 def segment_frame(rid: str, segment: dict[str, Any]) -> bytes:

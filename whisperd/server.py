@@ -225,7 +225,7 @@ class Server:
             if request.segments:
                 writer.write(protocol.segment_frame(request.id, _segment_json(seg)))
             if request.progress:
-                writer.write(protocol.progress_frame(request.id, fraction))
+                writer.write(protocol.progress_frame(request.id, fraction, job.audio_seconds))
 
         job = Job(request.id, options, model.name, on_segment)
         self._inflight += 1

@@ -8,9 +8,10 @@ renderers in `whisperd.formats` never see an engine object. It is plain data
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-import numpy as np
+if TYPE_CHECKING:  # the shim and whisperctl import this module: keep numpy out of them
+    import numpy as np
 
 SAMPLE_RATE = 16_000
 
@@ -106,7 +107,7 @@ class Engine(Protocol):
 
     def transcribe(
         self,
-        audio: np.ndarray,
+        audio: "np.ndarray",
         options: Options,
         on_segment: SegmentCallback | None = None,
     ) -> Transcript:

@@ -334,9 +334,14 @@ def load_whisper_model(
     checkpoint = load_checkpoint(source) if isinstance(source, Path) else source
     try:
         model = Whisper(ModelDimensions(**checkpoint["dims"]))
-        # assign: adopt the checkpoint's float32 tensors instead of copying each one.
-        model.load_state_dict(checkpoint["model_state_dict"], assign=True)
-    except (KeyError, TypeError, RuntimeError) as e:
+        # Official checkpoints are float16; whisper keeps float32 weights and casts
+        # per layer. `assign` adopts the tensors instead of copying each one again.
+        state = {
+            k: t.float() if t.is_floating_point() else t
+            for k, t in checkpoint["model_state_dict"].items()
+        }
+        model.load_state_dict(state, assign=True)
+    except (KeyError, TypeError, AttributeError, RuntimeError) as e:
         raise EngineError(f"not an openai-whisper checkpoint: {e}") from None
     heads = checkpoint.get("alignment_heads") or alignment_heads
     if heads:

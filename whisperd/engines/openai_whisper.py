@@ -4,11 +4,12 @@ CTranslate2 directories are converted once to an openai-whisper checkpoint
 (`convert.py`); `.pt` checkpoints load as they are.
 
 openai-whisper's `transcribe()` returns only when the whole file is done and has
-no per-segment hook, so `_segments` below is its windowed loop (same thresholds,
-fallback, prompt carrying and word-timestamp seeking), written as a generator so
-each window's segments reach the caller as soon as they are decoded. Left out:
-`clip_timestamps`, `hallucination_silence_threshold`, `carry_initial_prompt` and
-console output, which whisperd never uses.
+no per-segment hook, so `_Run.segments` below is its windowed loop (same
+thresholds, fallback, prompt carrying and word-timestamp seeking), written as a
+generator so each 30 s window's segments reach `on_segment` as soon as that window
+is decoded. Left out: `clip_timestamps`, `hallucination_silence_threshold`,
+`carry_initial_prompt` and console output, which whisperd never uses.
+`Options.vad_filter` has no openai-whisper counterpart and is ignored here.
 """
 
 from __future__ import annotations
@@ -30,12 +31,7 @@ from whisperd.engines.base import (
     Word,
     join_segment_text,
 )
-from whisperd.errors import (
-    ConfigError,
-    EngineError,
-    InvalidParameter,
-    UnsupportedForModel,
-)
+from whisperd.errors import ConfigError, EngineError, InvalidParameter, UnsupportedForModel
 
 if TYPE_CHECKING:
     import torch
@@ -195,8 +191,9 @@ def _check_language(language: str | None, model: "Whisper") -> str | None:
         return None if model.is_multilingual else "en"
     code = language.strip().lower()
     code = TO_LANGUAGE_CODE.get(code, code)
-    if code not in LANGUAGES:
-        raise InvalidParameter(f"unknown language {language!r}", param="language")
+    # Older multilingual models know the first 99 languages only ("yue" came later).
+    if code not in list(LANGUAGES)[: model.num_languages]:
+        raise InvalidParameter(f"unknown language {language!r} for this model", param="language")
     if code != "en" and not model.is_multilingual:
         raise UnsupportedForModel(
             f"this model is English-only; language {language!r} is not supported",
