@@ -44,10 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
-    log.info("listening on http://%s:%d, daemon socket %s%s", config.host, config.port, config.socket,
-             ", API key required" if config.resolved_api_key() else "")
+    log.info("listening on http://%s:%d, daemon socket %s%s%s", config.host, config.port, config.socket,
+             ", API key required" if config.resolved_api_key() else "",
+             f", CORS for {config.cors_origins}" if config.cors_origins else "")
+    # handler_cancellation: a client that hangs up cancels its handler, which drops the
+    # request in the daemon too, instead of transcribing for nobody.
     web.run_app(build_app(config), host=config.host, port=config.port, print=None,
-                access_log=None, shutdown_timeout=10)
+                access_log=None, shutdown_timeout=10, handler_cancellation=True)
     return 0
 
 

@@ -1,7 +1,18 @@
-"""aiohttp routes speaking OpenAI's audio API, forwarding to the whisperd socket."""
+"""aiohttp routes speaking OpenAI's audio API, forwarding to the whisperd socket.
+
+    POST /v1/audio/transcriptions   multipart (or Open-WebUI's JSON) → json|text|srt|vtt|verbose_json|SSE
+    POST /v1/audio/translations     the same, task translate (into English)
+    GET  /v1/models, /v1/models/{id}
+    GET|HEAD /health                daemon status; 503 when it is not reachable or not ready
+    GET  /metrics                   Prometheus text
+
+Every error, including aiohttp's own 404/405, leaves as OpenAI's error body
+(`shim/errors.py`). `/health` and `/metrics` stay open when an API key is set.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -10,13 +21,14 @@ from typing import Any
 
 from aiohttp import web
 
-from shim.errors import HTTPError, error_response
+from shim.cors import Cors, parse_origins
+from shim.errors import HTTPError, error_dict, error_response, http_exception_error
 from shim.form import AudioForm, read_form
 from shim.metrics import CONTENT_TYPE_LATEST, Metrics
 from whisperd.client import AsyncClient
 from whisperd.config import ShimConfig
 from whisperd.engines.base import Transcript
-from whisperd.errors import NotReady, WhisperdError
+from whisperd.errors import WhisperdError
 from whisperd.formats import render_bytes
 
 log = logging.getLogger("shim")
@@ -25,34 +37,38 @@ CLIENT = web.AppKey("client", AsyncClient)
 CONFIG = web.AppKey("config", ShimConfig)
 METRICS = web.AppKey("metrics", Metrics)
 API_KEY = web.AppKey("api_key", str)
+CORS = web.AppKey("cors", Cors)
 OPEN_PATHS = ("/health", "/metrics")
+DEFAULT_ALIAS = "whisper-1"
 
 
 def _route_name(request: web.Request) -> str:
-    info = request.match_info.route.resource
-    return info.canonical if info is not None else "unmatched"
+    # The route's pattern, never the raw path: a scanner must not blow up the label set.
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
 
 
 @web.middleware
 async def errors_and_metrics(request: web.Request, handler: Any) -> web.StreamResponse:
     started = time.monotonic()
     metrics = request.app[METRICS]
+    metrics.in_flight.inc()
     try:
-        key = request.app[API_KEY]
-        if key and request.path not in OPEN_PATHS and request.method != "OPTIONS":
-            _check_key(request, key)
-        response = await handler(request)
+        response = request.app[CORS].preflight(request)
+        if response is None:
+            key = request.app[API_KEY]
+            if key and request.path not in OPEN_PATHS and request.method != "OPTIONS":
+                _check_key(request, key)
+            response = await handler(request)
     except WhisperdError as err:
         response = error_response(err)
     except web.HTTPException as exc:
-        # aiohttp's own 404/405/413: re-shaped so OpenAI clients can read them.
-        code = {404: "not_found", 405: "method_not_allowed", 413: "audio_too_large"}.get(exc.status)
-        err = HTTPError(code or "invalid_request", exc.reason or "error")
-        response = error_response(err)
-        response.set_status(exc.status)
+        response = http_exception_error(exc, request.method, request.path)
     except Exception:
-        log.exception("unexpected error on %s", request.path)
+        log.exception("unexpected error on %s %s", request.method, request.path)
         response = error_response(WhisperdError("internal error in the HTTP shim"))
+    finally:
+        metrics.in_flight.dec()
     route = _route_name(request)
     metrics.requests.labels(route, str(response.status)).inc()
     metrics.latency.labels(route).observe(time.monotonic() - started)
@@ -65,6 +81,9 @@ def _check_key(request: web.Request, key: str) -> None:
     # compare_digest: the time taken does not tell how much of the key was right.
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key.encode()):
         raise HTTPError("invalid_api_key", "Incorrect or missing API key: send 'Authorization: Bearer <key>'")
+
+
+# --- audio -------------------------------------------------------------------------------
 
 
 async def transcriptions(request: web.Request) -> web.StreamResponse:
@@ -85,15 +104,26 @@ async def _audio(request: web.Request, *, task: str) -> web.StreamResponse:
         "temperature": form.temperature,
         "word_timestamps": form.words and form.response_format == "verbose_json",
     }
-    client = request.app[CLIENT]
     if form.stream:
-        return await _stream(request, client, form, options)
-    reply = await client.transcribe(form.audio, model=form.model, **options)
-    form.audio = b""
+        return await _stream(request, form, options)
+    audio, form.audio = form.audio, b""  # the only reference left travels to the daemon
+    reply = await _transcribe(request, audio, form.model, options)
     transcript = Transcript.from_dict(reply["result"])
     request.app[METRICS].audio_seconds.observe(transcript.duration)
     body, content_type = render_bytes(transcript, form.response_format, words=options["word_timestamps"])
     return web.Response(body=body, headers={"Content-Type": content_type, **_worker_header(reply)})
+
+
+async def _transcribe(request: web.Request, audio: bytes, model: str | None, options: dict[str, Any],
+                      **stream: Any) -> dict[str, Any]:
+    timeout = request.app[CONFIG].request_timeout
+    try:
+        # Cancelled here (timeout or the HTTP client hung up), the socket client drops its
+        # connection and the daemon drops the work: nobody transcribes for a client that left.
+        return await asyncio.wait_for(request.app[CLIENT].transcribe(audio, model=model, **options, **stream),
+                                      timeout)
+    except asyncio.TimeoutError:
+        raise HTTPError("timeout", f"no transcript after {timeout:g} s (request_timeout)") from None
 
 
 def _worker_header(reply: dict[str, Any]) -> dict[str, str]:
@@ -105,14 +135,18 @@ def _sse(event: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n"
 
 
-async def _stream(request: web.Request, client: AsyncClient, form: AudioForm,
-                  options: dict[str, Any]) -> web.StreamResponse:
+async def _stream(request: web.Request, form: AudioForm, options: dict[str, Any]) -> web.StreamResponse:
     """Server-Sent Events: a delta per decoded segment, then the full text.
 
     Headers go out with the first segment, so an error before any text (bad
-    audio, unknown model) is still an ordinary OpenAI error response.
+    audio, unknown model) is still an ordinary OpenAI error response; an error
+    after it is an `error` event with the same four keys.
     """
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream",
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",  # a reverse proxy must not hold the events back
+    })
 
     async def on_frame(frame: dict[str, Any]) -> None:
         if frame.get("type") != "segment":
@@ -121,67 +155,105 @@ async def _stream(request: web.Request, client: AsyncClient, form: AudioForm,
             await response.prepare(request)
         await response.write(_sse({"type": "transcript.text.delta", "delta": frame["segment"]["text"]}))
 
+    audio, form.audio = form.audio, b""
     try:
-        reply = await client.transcribe(form.audio, model=form.model, segments=True, on_frame=on_frame, **options)
+        reply = await _transcribe(request, audio, form.model, options, segments=True, on_frame=on_frame)
     except WhisperdError as err:
         if not response.prepared:
             raise
-        await response.write(_sse({"type": "error", "error": {"message": err.message, "code": err.code}}))
+        await response.write(_sse({"type": "error", **error_dict(err)}))
         await response.write_eof()
         return response
-    text = Transcript.from_dict(reply["result"]).text
-    if not response.prepared:
-        for key, value in _worker_header(reply).items():
-            response.headers[key] = value
+    except ConnectionResetError:  # the client left mid-stream; its work was dropped with it
+        return response
+    transcript = Transcript.from_dict(reply["result"])
+    request.app[METRICS].audio_seconds.observe(transcript.duration)
+    if not response.prepared:  # no segment at all (silence): only the done event
+        response.headers.update(_worker_header(reply))
         await response.prepare(request)
-    await response.write(_sse({"type": "transcript.text.done", "text": text}))
+    await response.write(_sse({"type": "transcript.text.done", "text": transcript.text}))
     await response.write_eof()
     return response
 
 
-async def models(request: web.Request) -> web.Response:
+# --- models, health, metrics -------------------------------------------------------------
+
+
+def _model_object(model_id: str, **extra: Any) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": "whisperd", **extra}
+
+
+async def _model_list(request: web.Request) -> list[dict[str, Any]]:
+    """OpenAI's model objects, plus what the daemon knows: loaded now, multilingual, default."""
     served = await request.app[CLIENT].models()
-    data = [{"id": "whisper-1", "object": "model", "created": 0, "owned_by": "whisperd"}]
-    data += [{"id": m["id"], "object": "model", "created": 0, "owned_by": "whisperd"} for m in served]
-    return web.json_response({"object": "list", "data": data})
+    data = []
+    default = next((m for m in served if m.get("default")), None)
+    if default is not None:
+        data.append(_model_object(DEFAULT_ALIAS, alias_of=default["id"], loaded=bool(default.get("loaded")),
+                                  multilingual=bool(default.get("multilingual"))))
+    for m in served:
+        data.append(_model_object(m["id"], loaded=bool(m.get("loaded")), multilingual=bool(m.get("multilingual")),
+                                  default=bool(m.get("default"))))
+    return data
 
 
-async def health(request: web.Request) -> web.Response:
+async def models(request: web.Request) -> web.Response:
+    return web.json_response({"object": "list", "data": await _model_list(request)})
+
+
+async def model(request: web.Request) -> web.Response:
+    wanted = request.match_info["model"]
+    for item in await _model_list(request):
+        if item["id"] == wanted:
+            return web.json_response(item)
+    raise HTTPError("model_not_found", f"The model {wanted[:100]!r} does not exist here", param="model")
+
+
+async def _daemon_status(request: web.Request) -> tuple[int, dict[str, Any]]:
     metrics = request.app[METRICS]
     try:
         status = await request.app[CLIENT].status()
     except WhisperdError as err:
         metrics.daemon_up.set(0)
-        body = {"status": "unavailable", "error": err.message}
-        return web.json_response(body, status=503, headers={"Retry-After": "1"})
+        return 503, {"status": "unavailable", **error_dict(err)}
     metrics.daemon_up.set(1)
     metrics.queue.set(status.get("queue", 0))
     for kind, count in (status.get("workers") or {}).items():
         metrics.workers.labels(kind).set(count)
-    ok = status.get("status") == "ready"
-    return web.json_response({**status, "status": "ok" if ok else status.get("status")},
-                             status=200 if ok else 503)
+    if status.get("status") == "ready":
+        return 200, {**status, "status": "ok"}
+    err = HTTPError("shutting_down" if status.get("status") == "draining" else "not_ready",
+                    f"whisperd is {status.get('status')}")
+    return 503, {**status, **error_dict(err)}
+
+
+async def health(request: web.Request) -> web.Response:
+    code, body = await _daemon_status(request)
+    return web.json_response(body, status=code, headers={"Retry-After": "1"} if code == 503 else None)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    try:
-        await health(request)  # refresh the daemon gauges
-    except Exception:
-        pass
+    await _daemon_status(request)  # refresh the daemon gauges
     return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def build_app(config: ShimConfig) -> web.Application:
+    # The upload limit is enforced while reading the form (shim/form.py); client_max_size only
+    # guards aiohttp's own whole-body readers, which no route uses.
     app = web.Application(middlewares=[errors_and_metrics], client_max_size=config.max_upload_bytes + (1 << 20))
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[API_KEY] = config.resolved_api_key()
+    app[CORS] = Cors(parse_origins(config.cors_origins))
     app[CLIENT] = AsyncClient(config.socket, size=config.connections)
     app.router.add_post("/v1/audio/transcriptions", transcriptions)
     app.router.add_post("/v1/audio/translations", translations)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models/{model}", model)
     app.router.add_get("/health", health)  # GET also answers HEAD
     app.router.add_get("/metrics", metrics_endpoint)
+    if app[CORS].enabled:
+        app.on_response_prepare.append(app[CORS].on_response_prepare)
 
     async def close_client(app: web.Application) -> None:
         await app[CLIENT].close()
@@ -190,4 +262,4 @@ def build_app(config: ShimConfig) -> web.Application:
     return app
 
 
-__all__ = ["build_app", "NotReady"]
+__all__ = ["build_app"]

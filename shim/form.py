@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass, field
 
 from aiohttp import BodyPartReader, web
 
 from shim.errors import HTTPError
+from whisperd.errors import WhisperdError
 from whisperd.formats import check_format
 from whisperd.languages import normalize_language
 
@@ -90,10 +92,15 @@ def apply_field(form: AudioForm, name: str, value: str, *, translate: bool) -> N
         form.stream = _parse_bool("stream", value)
 
 
+def _json_body_limit(limit: int) -> int:
+    return limit * 4 // 3 + 4 + TEXT_FIELD_LIMIT  # base64 is a third larger than the audio
+
+
 async def read_form(request: web.Request, limit: int, *, translate: bool) -> AudioForm:
-    if request.content_length is not None and request.content_length > limit + TEXT_FIELD_LIMIT:
-        raise _too_large(limit)  # refused before reading a byte of it
     ctype = request.content_type
+    body_limit = _json_body_limit(limit) if ctype == "application/json" else limit + TEXT_FIELD_LIMIT
+    if request.content_length is not None and request.content_length > body_limit:
+        raise _too_large(limit)  # refused before reading a byte of it
     if ctype == "application/json":
         return await _read_json(request, limit, translate=translate)
     if ctype != "multipart/form-data":
@@ -127,11 +134,15 @@ async def read_form(request: web.Request, limit: int, *, translate: bool) -> Aud
                     raise HTTPError("invalid_parameter", f"field {name[:40]!r} is not UTF-8 text",
                                     param=name[:40] or None) from None
                 apply_field(form, name, text, translate=translate)
-    except HTTPError:
+    except WhisperdError:  # a field's own validation error (HTTPError, InvalidParameter)
         raise
     except (ValueError, AssertionError, RuntimeError) as exc:
         # aiohttp's multipart parser signals broken bodies with these.
         raise HTTPError("invalid_request", f"malformed multipart body: {exc}"[:200]) from None
+    except (ConnectionError, EOFError):
+        raise
+    except Exception as exc:  # e.g. aiohttp's BadContentDispositionHeader, an incomplete body
+        raise HTTPError("invalid_request", f"malformed multipart body: {type(exc).__name__}: {exc}"[:200]) from None
     if not seen_file:
         raise HTTPError("invalid_request", "missing the 'file' field with the audio", param="file")
     return form
@@ -150,14 +161,12 @@ async def _read_limited(part, limit: int, error: HTTPError) -> bytes:
 
 async def _read_json(request: web.Request, limit: int, *, translate: bool) -> AudioForm:
     """Open-WebUI's JSON mode: `{"model", "language"?, "input_audio": {"data": b64, "format"}}`."""
-    max_body = limit * 4 // 3 + TEXT_FIELD_LIMIT  # base64 is a third larger than the audio
+    max_body = _json_body_limit(limit)
     body = bytearray()
     async for chunk in request.content.iter_chunked(256 * 1024):
         body += chunk
         if len(body) > max_body:
             raise _too_large(limit)
-    import json
-
     try:
         obj = json.loads(body)
     except ValueError:

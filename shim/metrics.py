@@ -18,6 +18,7 @@ class Metrics:
             ["route"], registry=self.registry,
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
         )
+        self.in_flight = Gauge("whisperd_http_in_flight", "HTTP requests being answered", registry=self.registry)
         self.audio_seconds = Histogram(
             "whisperd_audio_seconds", "Seconds of audio per transcription",
             registry=self.registry, buckets=(1, 3, 5, 10, 30, 60, 300, 900, 3600),

@@ -144,7 +144,7 @@ def test_long_audio_segments_arrive_while_decoding(engine, monkeypatch):
     assert len({s.seek for s in result.segments}) >= 2
 
 
-def test_loads_an_official_style_checkpoint(engine, models, tmp_path):
+def test_loads_an_official_style_checkpoint(models, tmp_path):
     """A float16 `<name>.pt` without heads (as openai-whisper downloads them) loads as float32
     with openai-whisper's published alignment heads for that name."""
     import json
@@ -156,7 +156,8 @@ def test_loads_an_official_style_checkpoint(engine, models, tmp_path):
 
     checkpoint = convert.convert(models["tiny.en"].path)
     del checkpoint["alignment_heads"]
-    checkpoint["model_state_dict"] = {k: v.half() for k, v in checkpoint["model_state_dict"].items()}
+    state = checkpoint["model_state_dict"]
+    checkpoint["model_state_dict"] = {k: v.half() for k, v in state.items()}
     torch.save(checkpoint, tmp_path / "tiny.en.pt")
     info = ModelInfo("tiny.en", "openai-whisper", tmp_path / "tiny.en.pt", False, "test")
 

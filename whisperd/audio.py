@@ -50,6 +50,8 @@ _FORMAT_WHITELIST = ",".join(
 # Give up early on a file whose packets all fail before any sound comes out,
 # rather than walking a large corrupt file packet by packet.
 _MAX_BAD_PACKETS_BEFORE_AUDIO = 64
+# A file where most packets fail (and at least this many) is refused as corrupt.
+_MIN_BAD_PACKETS_FOR_CORRUPT = 3
 
 _DECODE_FAILED = "could not decode audio"
 
@@ -155,7 +157,7 @@ def _decode_with_av(
 
     chunks: list[np.ndarray] = []
     total = 0
-    bad_packets = 0
+    good_packets = bad_packets = 0
     broken_at_end = False
 
     def collect(frames: Iterable[av.AudioFrame]) -> None:
@@ -169,9 +171,7 @@ def _decode_with_av(
     with container:
         stream = _audio_stream(container)
         if stream.codec_context is None:
-            raise AudioDecodeError(
-                f"{_DECODE_FAILED}: no decoder for the audio codec {stream.codec.name!r}"
-            )
+            raise AudioDecodeError(f"{_DECODE_FAILED}: the audio codec is not supported")
         resampler, shape = _resampler(), None
         try:
             for packet in container.demux(stream):
@@ -182,6 +182,7 @@ def _decode_with_av(
                     if total == 0 and bad_packets >= _MAX_BAD_PACKETS_BEFORE_AUDIO:
                         break
                     continue
+                good_packets += 1
                 for frame in frames:
                     frame_shape = (frame.format.name, frame.layout.name, frame.sample_rate)
                     if frame_shape != shape:
@@ -209,6 +210,13 @@ def _decode_with_av(
         if bad_packets or broken_at_end:
             raise AudioDecodeError(f"{_DECODE_FAILED}: the audio data is corrupt")
         raise AudioEmpty("the audio file contains no samples")
+    if bad_packets > good_packets and bad_packets >= _MIN_BAD_PACKETS_FOR_CORRUPT:
+        # A few bad packets are skipped; a file that is mostly garbage is not audio,
+        # whatever scraps of noise it decodes to.
+        raise AudioDecodeError(
+            f"{_DECODE_FAILED}: the audio data is corrupt "
+            f"({bad_packets} of {bad_packets + good_packets} packets are unreadable)"
+        )
 
     samples = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
     samples = np.ascontiguousarray(samples, dtype=np.float32)
