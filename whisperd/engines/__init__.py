@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from whisperd.engines.base import Engine
     from whisperd.models import ModelInfo
 
-ENGINE_NAMES = ("auto", "faster-whisper", "openai-whisper")
+ENGINE_NAMES = ("auto", "faster-whisper", "openai-whisper")  # and "null", for benchmarks only
 
 
 def resolve_engine_name(engine: str, model: "ModelInfo") -> str:

@@ -1,0 +1,23 @@
+"""A no-op engine for benchmarks and tests of the framework itself - never for users.
+
+It answers at once with an empty transcript of the right duration, so a
+benchmark through HTTP → shim → socket → daemon measures only the server's
+own cost (`bench/overhead.py`). `--engine null` selects it.
+"""
+
+from __future__ import annotations
+
+from whisperd.engines.base import SAMPLE_RATE, Options, SegmentCallback, Transcript
+from whisperd.models import ModelInfo
+
+
+class NullEngine:
+    name = "null"
+    device = "cpu"
+    compute_type = "none"
+
+    def __init__(self, model: ModelInfo) -> None:
+        self.model_info = model
+
+    def transcribe(self, audio, options: Options, on_segment: SegmentCallback | None = None) -> Transcript:
+        return Transcript("", options.language or "en", len(audio) / SAMPLE_RATE, (), options.task)
