@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import io
 import struct
+import threading
 from fractions import Fraction
 
 import av
@@ -194,16 +195,42 @@ def test_random_bytes_are_a_decode_error(seed, size):
         b"hello, this is text and not audio\n" * 30,
         b'{"text": "json is not audio either"}',
         b"\x89PNG\r\n\x1a\n" + bytes(200),
-        # A playlist must not make FFmpeg open other files (or URLs) on our behalf.
-        b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/hostname\n#EXT-X-ENDLIST\n",
+        b"1\n00:00:01,000 --> 00:00:02,000\nsubtitles are not audio\n\n",
     ],
-    ids=["text", "json", "png", "hls-playlist"],
+    ids=["text", "json", "png", "srt"],
 )
 def test_non_audio_is_a_decode_error_with_a_plain_message(data):
     with pytest.raises(AudioDecodeError) as err:
         decode_audio(data)
     message = err.value.message
     assert message.startswith("could not decode audio: ") and "Errno" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # FFmpeg's SDP demuxer would listen for RTP on UDP port 5004, forever.
+        b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5004 RTP/AVP 0\r\n",
+        b"ffconcat version 1.0\nfile /etc/hostname\n",
+        b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nfile:///etc/hostname\n#EXT-X-ENDLIST\n",
+    ],
+    ids=["sdp", "ffconcat", "hls"],
+)
+def test_formats_that_open_other_files_or_sockets_are_refused(data):
+    outcome: list[BaseException] = []
+
+    def decode() -> None:
+        try:
+            decode_audio(data)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=decode, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "the decoder hung: it is waiting on something outside the upload"
+    assert len(outcome) == 1 and isinstance(outcome[0], AudioDecodeError)
+    assert outcome[0].message == "could not decode audio: the data is not a recognised audio or video format"
 
 
 @pytest.mark.parametrize("kind", sorted(FOX_FILES))
@@ -227,25 +254,37 @@ def test_a_broken_packet_is_skipped(kind, reference):
     assert len(samples) > 0.65 * len(reference)
 
 
-def test_a_file_of_corrupt_packets_is_a_decode_error():
-    # A valid Matroska container with a FLAC stream whose packets are all garbage.
+def flac_in_matroska(good: int, garbage: int) -> bytes:
+    """A valid Matroska/FLAC stream: `good` real packets of silence, then `garbage` random ones."""
     rng = np.random.default_rng(0)
     buf = io.BytesIO()
     with av.open(buf, "w", format="matroska") as out:
         stream = out.add_stream("flac", rate=16000)
         stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 4608), np.int16), format="s16", layout="mono")
-        frame.sample_rate = 16000
-        frame.pts = 0
-        stream.encode(frame)  # opens the encoder, so the stream gets its header
-        for i in range(40):
-            packet = av.Packet(rng.bytes(300))
+        packets = []
+        for i in range(max(good, 1) + 2):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 4608), np.int16), format="s16", layout="mono")
+            frame.sample_rate = 16000
+            frame.pts = i * 4608
+            packets += stream.encode(frame)  # the first call gives the stream its header
+        payloads = [bytes(p) for p in packets[:good]] + [rng.bytes(300) for _ in range(garbage)]
+        for i, payload in enumerate(payloads):
+            packet = av.Packet(payload)
             packet.stream = stream
             packet.pts = packet.dts = i * 4608
+            packet.duration = 4608
             packet.time_base = Fraction(1, 16000)
             out.mux(packet)
+    return buf.getvalue()
+
+
+def test_a_file_of_corrupt_packets_is_a_decode_error():
+    assert len(decode_audio(flac_in_matroska(good=3, garbage=0))) > 0
     with pytest.raises(AudioDecodeError, match="corrupt"):
-        decode_audio(buf.getvalue())
+        decode_audio(flac_in_matroska(good=0, garbage=40))
+    # A scrap of sound among garbage is not a file with "a few broken packets".
+    with pytest.raises(AudioDecodeError, match="38 of 40 packets are unreadable"):
+        decode_audio(flac_in_matroska(good=2, garbage=38))
 
 
 # --- the duration limit ---------------------------------------------------------------

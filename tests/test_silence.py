@@ -30,12 +30,13 @@ def test_silence_segments(text, nsp, logprob, dropped):
     assert is_silence_segment(text, nsp, logprob, threshold=0.6) is dropped
 
 
-@pytest.fixture(scope="module")
-def engine():
+@pytest.fixture(scope="module", params=["faster-whisper", "openai-whisper"])
+def engine(request):
+    from tests.stack import CACHE
     from whisperd.engines import load_engine
     from whisperd.models import resolve_model
 
-    return load_engine("faster-whisper", resolve_model("tiny.en", Path(".cache")))
+    return load_engine(request.param, resolve_model("tiny.en", CACHE), cache_dir=str(CACHE))
 
 
 @pytest.mark.parametrize("kind", ["zeros", "hum", "noise"])

@@ -14,6 +14,8 @@ is decoded. Left out: `clip_timestamps`, `hallucination_silence_threshold`,
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import threading
 from contextlib import contextmanager
@@ -39,7 +41,8 @@ if TYPE_CHECKING:
     from whisper.model import Whisper
     from whisper.tokenizer import Tokenizer
 
-    from whisperd.models import ModelInfo
+from whisperd.models import ModelInfo
+from whisperd.silence import is_digital_silence, is_silence_segment
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,8 @@ class OpenAIWhisperEngine:
             raise EngineError(f"audio must be mono (one dimension), got shape {audio.shape}")
         task = _check_task(options.task, self.model_info)
         segments: list[Segment] = []
+        if is_digital_silence(audio):
+            return Transcript("", options.language or "en", len(audio) / SAMPLE_RATE, (), task)
         with self._lock:
             with _engine_errors():
                 run = _Run(self._whisper, audio, options, task, fp16=self.compute_type == "float16")
@@ -96,6 +101,10 @@ class OpenAIWhisperEngine:
                     segment = next(it, None)
                 if segment is None:
                     break
+                if is_silence_segment(segment.text, segment.no_speech_prob, segment.avg_logprob,
+                                      options.no_speech_threshold):
+                    continue
+                segment = dataclasses.replace(segment, id=len(segments))
                 segments.append(segment)
                 if on_segment is not None:
                     on_segment(segment)
