@@ -18,11 +18,11 @@ def _script(name: str) -> str:
     return (FIXTURES / f"{name}.txt").read_text(encoding="utf-8").strip()
 
 
-# "the quick brown fox jumps over the lazy dog", ~3.5 s, English.
+# "the quick brown fox jumps over the lazy dog", 3.8 s, English.
 FOX_TEXT = _script("fox")
-# Seven plain English sentences, ~32 s (longer than one 30 s Whisper window).
+# Seven plain English sentences, 32.6 s (longer than one 30 s Whisper window).
 LONG_TEXT = _script("long")
-# "hola, me llamo Juan y vivo en Madrid. hoy hace mucho sol.", ~3.5 s, Spanish.
+# "hola, me llamo Juan y vivo en Madrid. hoy hace mucho sol.", 5.4 s, Spanish.
 SPANISH_TEXT = _script("spanish")
 
 # The fox clip in every container the API accepts; all decode to the same speech.

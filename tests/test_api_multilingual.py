@@ -21,21 +21,20 @@ def sdk(stack) -> OpenAI:
     return OpenAI(base_url=stack.url + "/v1", api_key="unused", max_retries=0, timeout=300)
 
 
-async def test_base_detects_spanish_async(fw_stack):
-    async with AsyncOpenAI(base_url=fw_stack.url + "/v1", api_key="x", max_retries=0, timeout=300) as client:
-        result = await client.audio.transcriptions.create(model="base", file=SPANISH_FILE,
-                                                          response_format="verbose_json")
+def test_base_detects_spanish(fw_stack):
+    with sdk(fw_stack) as client:
+        result = client.audio.transcriptions.create(model="base", file=SPANISH_FILE, response_format="verbose_json")
     assert result.language == "spanish"
     assert result.task == "transcribe"
     assert word_recall(SPANISH_TEXT, result.text) >= 0.7, result.text
 
 
-def test_translation_returns_english(fw_stack):
+async def test_translation_returns_english_async(fw_stack):
     # espeak's synthetic Spanish is hard for `base`: without a hint it often falls back to
     # sampling (slow, and English of varying quality). A prompt in the target language
     # steers it to a faithful translation at temperature 0, and proves `prompt` reaches it.
-    with sdk(fw_stack) as client:
-        raw = client.audio.translations.with_raw_response.create(
+    async with AsyncOpenAI(base_url=fw_stack.url + "/v1", api_key="x", max_retries=0, timeout=300) as client:
+        raw = await client.audio.translations.with_raw_response.create(
             model="base", file=SPANISH_FILE, response_format="verbose_json", prompt="Hello, my name is")
     result = raw.parse()
     assert raw.headers["x-whisperd-worker"].startswith("cold")

@@ -254,6 +254,14 @@ def test_models_list_and_retrieve(fw_stack):
     assert_openai_error(info.value.response.json(), "model_not_found", "model")
 
 
+async def test_models_list_async(fw_stack):
+    async with async_sdk(fw_stack) as client:
+        ids = [m.id async for m in client.models.list()]
+        retrieved = await client.models.retrieve("base")
+    assert ids[0] == "whisper-1" and {"tiny.en", "base"} <= set(ids)
+    assert retrieved.id == "base" and retrieved.model_dump()["multilingual"] is True
+
+
 # --- other request shapes ------------------------------------------------------------------
 
 

@@ -138,6 +138,31 @@ def test_stereo_44k_is_downmixed_and_resampled():
     assert np.abs(cancelled).max() < 0.01
 
 
+def tone_mp3(rate: int, layout: str, seconds: float = 1.0) -> bytes:
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp3") as out:
+        stream = out.add_stream("libmp3lame", rate=rate)
+        stream.layout = layout
+        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate)).astype(np.float32)
+        planes = np.tile(tone, (2 if layout == "stereo" else 1, 1))
+        for start in range(0, len(tone), 1152):
+            frame = av.AudioFrame.from_ndarray(planes[:, start : start + 1152], format="fltp", layout=layout)
+            frame.sample_rate = rate
+            frame.pts = start
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return buf.getvalue()
+
+
+def test_rate_and_layout_may_change_mid_stream(reference):
+    # Two MP3s back to back (22.05 kHz mono, then 44.1 kHz stereo): the decoder's
+    # output changes shape halfway, and the packet at the seam does not decode.
+    data = FOX_FILES["mp3"].read_bytes() + tone_mp3(44100, "stereo")
+    samples = decode_audio(data)
+    assert abs(len(samples) - len(reference) - SAMPLE_RATE) / SAMPLE_RATE <= 0.3
+    assert same_speech(samples, reference) > 0.95
+
+
 def test_video_file_with_no_audio_is_refused_by_name():
     buf = io.BytesIO()
     with av.open(buf, "w", format="matroska") as out:

@@ -163,3 +163,54 @@ def test_oversized_audio_gets_its_error_even_while_the_client_is_still_sending()
         assert_daemon_serves(d.socket)
     finally:
         d.stop()
+
+
+def test_queued_work_of_a_client_that_hangs_up_is_dropped():
+    from tests.stack import Daemon
+
+    d = Daemon("--engine", "faster-whisper", "--max-cold-workers", "0")
+    try:
+        busy = raw_conn(d.socket)
+        long_audio = LONG_FILE.read_bytes()
+        busy.sendall(protocol.Request(op="transcribe", id="busy-1", audio_size=len(long_audio)).to_frame())
+        busy.sendall(protocol.frame(long_audio))
+        time.sleep(0.5)
+        with raw_conn(d.socket) as queued:  # waits behind the long file, then hangs up
+            audio = FOX_FILES["wav"].read_bytes()
+            queued.sendall(protocol.Request(op="transcribe", id="queued-1", audio_size=len(audio)).to_frame())
+            queued.sendall(protocol.frame(audio))
+            time.sleep(0.5)
+        assert read_reply(busy)["type"] == "result"  # the long one is still answered
+        busy.close()
+        assert_daemon_serves(d.socket)
+        log = d.log()
+        assert "request queued-1 dropped" in log and "request queued-1 done" not in log
+    finally:
+        d.stop()
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(
+    st.binary(max_size=512),
+    st.builds(lambda n, tail: struct.pack(">I", n) + tail, st.integers(0, 2**32 - 1), st.binary(max_size=64)),
+    st.builds(lambda h: protocol.frame(json.dumps(h).encode()),
+              st.dictionaries(st.sampled_from(["v", "op", "id", "audio_size", "options"]),
+                              st.one_of(st.integers(-5, 2**40), st.text(max_size=10), st.none(), st.booleans()))),
+))
+def test_fuzzed_bytes_never_hurt_the_live_daemon(sock_path, data):
+    with raw_conn(sock_path) as s:
+        s.settimeout(5)
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            while s.recv(65536):  # read whatever it answers until it closes
+                pass
+        except OSError:
+            pass
+    # The daemon is still up and answering others.
+    with Client(sock_path, timeout=30) as c:
+        assert c.status()["status"] == "ready"

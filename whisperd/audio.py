@@ -12,9 +12,9 @@ process is started, because
 
 The container and codec are recognised by content (FFmpeg's probe), never by a
 file name or a content type — clients send both wrong or not at all. Only audio
-and audio/video container demuxers are allowed (`_FORMAT_WHITELIST`): playlist
-and script formats (HLS, concat, ...) that could make FFmpeg open other files or
-URLs are refused.
+and audio/video container demuxers are allowed (`_FORMAT_WHITELIST`): formats
+that make FFmpeg open other files or URLs (HLS, concat) or listen on a socket
+(SDP: an upload would wait for RTP packets forever) are refused.
 
 Untrusted input is expected: every failure becomes a typed `WhisperdError` with a
 short message a person can act on (`AudioEmpty`, `AudioDecodeError`,
@@ -182,7 +182,7 @@ def _decode_with_av(
                     if total == 0 and bad_packets >= _MAX_BAD_PACKETS_BEFORE_AUDIO:
                         break
                     continue
-                good_packets += 1
+                good_packets += packet.size > 0  # not the flush packet at the end
                 for frame in frames:
                     frame_shape = (frame.format.name, frame.layout.name, frame.sample_rate)
                     if frame_shape != shape:
@@ -218,8 +218,7 @@ def _decode_with_av(
             f"({bad_packets} of {bad_packets + good_packets} packets are unreadable)"
         )
 
-    samples = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
-    samples = np.ascontiguousarray(samples, dtype=np.float32)
+    samples = np.concatenate(chunks).astype(np.float32, copy=False)  # a copy we own
     # Lossy decoders overshoot full scale a little; a corrupt packet can yield NaN.
     np.nan_to_num(samples, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
     np.clip(samples, -1.0, 1.0, out=samples)
