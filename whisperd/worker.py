@@ -40,7 +40,8 @@ log = logging.getLogger("whisperd.worker")
 
 # Imported once in the fork server, so each worker starts with them in memory.
 PRELOAD = ["numpy", "ctranslate2", "faster_whisper", "whisperd.engines.faster_whisper", "whisperd.audio"]
-PRELOAD_TORCH = ["torch", "whisper", "whisperd.engines.openai_whisper"]
+PRELOAD_TORCH = ["torch", "whisper", "whisper.timing", "whisperd.engines.openai_whisper",
+                 "whisperd.engines.convert", "whisperd.engines.meta_warmup"]
 
 
 def _send(conn: Any, obj: dict[str, Any]) -> None:
