@@ -83,8 +83,7 @@ def measure_one(model_name: str, engine_name: str, compute: str, device: str, ru
                 seconds.append(time.perf_counter() - t)
             results.append({"beam": beam, "clip": label, "audio_s": len(pcm) / 16000, "seconds": seconds,
                             "text": text, "script": script})
-            print(f"{model_name} {engine_name} {compute} beam {beam} {label}: {median(seconds):.2f} s",
-                  file=sys.stderr, flush=True)
+            progress(f"{model_name} {engine_name} {compute} beam {beam} {label}: {median(seconds):.2f} s")
     return {"model": model_name, "engine": engine_name, "compute": engine.compute_type, "device": device,
             "load_s": load_s, "rss_loaded_mb": rss_loaded,
             # Linux reports ru_maxrss in KiB.
@@ -102,12 +101,10 @@ def prepare(model_name: str) -> None:
 
 
 def run_child(args: list[str]) -> str:
-    proc = subprocess.run([sys.executable, __file__, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, cwd=ROOT)
+    # stderr passes through: the child's progress lines show while it runs.
+    proc = subprocess.run([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     if proc.returncode != 0:
-        raise RuntimeError(f"bench/engines.py {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    for line in proc.stderr.splitlines():
-        progress(line)
+        raise RuntimeError(f"bench/engines.py {' '.join(args)} failed with exit code {proc.returncode}")
     return proc.stdout
 
 

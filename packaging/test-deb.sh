@@ -28,7 +28,14 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 INCLUDE=systemd,systemd-sysv,dbus,python3,adduser,curl,ca-certificates
 
 log() { printf '>> [%4ds] %s\n' $((SECONDS - T0)) "$*"; }
-fail() { printf '!! FAIL: %s\n' "$*" >&2; exit 1; }
+fail() {
+    printf '!! FAIL: %s\n' "$*" >&2
+    if [ -n "${LEADER:-}" ]; then
+        echo "-- last journal lines of whisperd and whisperd-shim:" >&2
+        ct journalctl --no-pager -n 40 -u whisperd -u whisperd-shim >&2 || true
+    fi
+    exit 1
+}
 
 need=()
 for p in debootstrap systemd-container; do
@@ -134,13 +141,14 @@ log "whisperd and whisperd-shim are active, $((SECONDS - T_INSTALL)) s after apt
 
 # -- transcribe over HTTP, inside the container --------------------------------------
 T_REQ=$SECONDS
-reply=$(ct curl -sS --fail-with-body --retry 10 --retry-connrefused --retry-delay 1 --max-time 120 \
+reply=$(ct curl -sS --fail-with-body --retry 5 --retry-connrefused --retry-delay 1 --max-time 120 \
         -F file=@/mnt/fixtures/fox.wav -F model=whisper-1 -F response_format=json \
         http://127.0.0.1:5000/v1/audio/transcriptions) || { echo "$reply"; fail "POST /v1/audio/transcriptions"; }
 log "transcript in $((SECONDS - T_REQ)) s: $reply"
 words=$(echo "$reply" | tr 'A-Z' 'a-z' | tr -c 'a-z\n' ' ')
-for w in quick brown fox jumps over lazy dog; do
-    echo " $words " | grep -qw "$w" || fail "word '$w' missing from the transcript"
+# tiny.en (int8 on CPU) hears "jump" or "jumps"; every other word must be there.
+for w in quick brown fox 'jumps?' over lazy dog; do
+    echo " $words " | grep -qwE "$w" || fail "word '$w' missing from the transcript"
 done
 health=$(ct curl -sS --max-time 10 http://127.0.0.1:5000/health) || fail "GET /health"
 log "GET /health: $health"

@@ -67,6 +67,9 @@ async def errors_and_metrics(request: web.Request, handler: Any) -> web.StreamRe
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         response = error_response(WhisperdError("internal error in the HTTP shim"))
+    except asyncio.CancelledError:  # the client hung up (nginx's 499: client closed request)
+        metrics.requests.labels(_route_name(request), "499").inc()
+        raise
     finally:
         metrics.in_flight.dec()
     route = _route_name(request)
@@ -165,6 +168,13 @@ async def _stream(request: web.Request, form: AudioForm, options: dict[str, Any]
         await response.write_eof()
         return response
     except ConnectionResetError:  # the client left mid-stream; its work was dropped with it
+        return response
+    except Exception:
+        if not response.prepared:
+            raise
+        log.exception("stream failed after its first event")
+        await response.write(_sse({"type": "error", **error_dict(WhisperdError("internal error in the HTTP shim"))}))
+        await response.write_eof()
         return response
     transcript = Transcript.from_dict(reply["result"])
     request.app[METRICS].audio_seconds.observe(transcript.duration)

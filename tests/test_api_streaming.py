@@ -9,7 +9,7 @@ import urllib.request
 
 import aiohttp
 import pytest
-from openai import AsyncOpenAI, OpenAI
+from openai import AsyncOpenAI, BadRequestError, OpenAI
 
 from tests.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, word_recall
 from tests.test_api_transcribe import silence_wav
@@ -73,8 +73,6 @@ async def test_stream_wire_format(fw_stack):
 
 async def test_stream_error_before_any_text_is_an_ordinary_error(fw_stack):
     async with AsyncOpenAI(base_url=fw_stack.url + "/v1", api_key="x", max_retries=0) as client:
-        from openai import BadRequestError
-
         with pytest.raises(BadRequestError) as info:
             await client.audio.transcriptions.create(model="whisper-1", file=("x.wav", b"not audio" * 100),
                                                      stream=True)
@@ -96,3 +94,5 @@ async def test_client_that_hangs_up_has_its_work_dropped(fw_stack):
     while fw_stack.daemon.log().count(dropped) == before:
         assert time.monotonic() < deadline, fw_stack.daemon.log()[-2000:]
         await asyncio.sleep(0.1)
+    status, metrics = fw_stack.shim.get("/metrics")
+    assert 'whisperd_http_requests_total{route="/v1/audio/transcriptions",status="499"}' in metrics.decode()

@@ -96,6 +96,7 @@ class FasterWhisperEngine:
             vad_filter=options.vad_filter,
         )
         segments: list[Segment] = []
+        duration = len(audio) / SAMPLE_RATE
         # The segments are a lazy generator: decoding happens here, one segment at a time.
         for s in segments_iter:
             if is_silence_segment(s.text, s.no_speech_prob, s.avg_logprob, options.no_speech_threshold):
@@ -103,8 +104,8 @@ class FasterWhisperEngine:
             seg = Segment(
                 id=len(segments),
                 seek=int(s.seek),
-                start=float(s.start),
-                end=float(s.end),
+                start=min(float(s.start), duration),
+                end=min(float(s.end), duration),  # the last window's end can pass the audio's
                 text=s.text,
                 tokens=tuple(int(t) for t in s.tokens),
                 temperature=float(s.temperature or 0.0),

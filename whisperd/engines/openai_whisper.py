@@ -104,7 +104,10 @@ class OpenAIWhisperEngine:
                 if is_silence_segment(segment.text, segment.no_speech_prob, segment.avg_logprob,
                                       options.no_speech_threshold):
                     continue
-                segment = dataclasses.replace(segment, id=len(segments))
+                # The last window's end can pass the audio's: clamp it.
+                duration = len(audio) / SAMPLE_RATE
+                segment = dataclasses.replace(segment, id=len(segments), start=min(segment.start, duration),
+                                              end=min(segment.end, duration))
                 segments.append(segment)
                 if on_segment is not None:
                     on_segment(segment)
