@@ -38,7 +38,7 @@ test: venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 soak: venv
-	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m slow -o addopts= $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python bench/run.py
