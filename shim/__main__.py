@@ -2,33 +2,27 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 
-from whisperd import __version__
-from whisperd.config import SHIM_SETTINGS, ShimConfig, add_arguments, build, describe
+from whisperd.config import SHIM_SETTINGS, ShimConfig, describe, from_command_line
 from whisperd.errors import ConfigError
 
 log = logging.getLogger("shim")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="whisperd-shim", description="OpenAI-compatible HTTP API for whisperd.")
-    parser.add_argument("--config", default=None, help="INI file (default /etc/whisperd/whisperd.conf)")
-    parser.add_argument("--print-config", action="store_true", help="show the effective settings and exit")
-    parser.add_argument("--version", action="version", version=f"whisperd-shim {__version__}")
-    add_arguments(parser, SHIM_SETTINGS)
-    args = parser.parse_args(argv)
-    cli = {k: v for k, v in vars(args).items() if k not in ("config", "print_config")}
     try:
-        config = build(ShimConfig, SHIM_SETTINGS, "shim", cli, os.environ, args.config)
+        config, print_config = from_command_line(
+            "whisperd-shim", "OpenAI-compatible HTTP API for whisperd.", ShimConfig, SHIM_SETTINGS, "shim",
+            argv, os.environ,
+        )
         config.resolved_api_key()
     except ConfigError as err:
         print(f"whisperd-shim: {err.message}", file=sys.stderr)
         return 2
-    if args.print_config:
+    if print_config:
         print(describe(config, SHIM_SETTINGS))
         return 0
 

@@ -12,7 +12,7 @@ import pytest
 from tests.speech import FOX_FILES, FOX_TEXT, LONG_FILE, word_recall
 from whisperd import protocol
 from whisperd.client import AsyncClient, Client
-from whisperd.errors import AudioDecodeError, WhisperdError
+from whisperd.errors import AudioDecodeError
 
 
 def raw_conn(path: str) -> socket.socket:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -11,8 +10,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from whisperd import __version__
-from whisperd.config import DAEMON_SETTINGS, DaemonConfig, add_arguments, build, describe
+from whisperd.config import DAEMON_SETTINGS, DaemonConfig, describe, from_command_line
 from whisperd.errors import ConfigError, WhisperdError
 
 if TYPE_CHECKING:
@@ -21,19 +19,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("whisperd")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="whisperd", description="Local Whisper speech-to-text daemon.")
-    parser.add_argument("--config", default=None, help="INI file (default /etc/whisperd/whisperd.conf)")
-    parser.add_argument("--print-config", action="store_true", help="show the effective settings and exit")
-    parser.add_argument("--version", action="version", version=f"whisperd {__version__}")
-    add_arguments(parser, DAEMON_SETTINGS)
-    return parser.parse_args(argv)
-
-
-def load_config(argv: list[str] | None = None) -> tuple[DaemonConfig, argparse.Namespace]:
-    args = parse_args(argv)
-    cli = {k: v for k, v in vars(args).items() if k not in ("config", "print_config")}
-    return build(DaemonConfig, DAEMON_SETTINGS, "whisperd", cli, os.environ, args.config), args
+def load_config(argv: list[str] | None = None) -> tuple[DaemonConfig, bool]:
+    return from_command_line("whisperd", "Local Whisper speech-to-text daemon.", DaemonConfig,
+                             DAEMON_SETTINGS, "whisperd", argv, os.environ)
 
 
 async def serve(config: DaemonConfig) -> int:
@@ -146,11 +134,11 @@ def _reload(config: DaemonConfig) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        config, args = load_config(argv)
+        config, print_config = load_config(argv)
     except ConfigError as err:
         print(f"whisperd: {err.message}", file=sys.stderr)
         return 2
-    if args.print_config:
+    if print_config:
         print(describe(config, DAEMON_SETTINGS))
         return 0
     from whisperd.logging_setup import setup_logging

@@ -20,7 +20,7 @@ import socket
 from typing import Any, Callable
 
 from whisperd import protocol
-from whisperd.errors import NotReady, ProtocolError, WhisperdError
+from whisperd.errors import NotReady, WhisperdError
 
 class ConnectionLost(Exception):
     """The socket closed under a request (internal; surfaces as NotReady)."""

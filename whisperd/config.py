@@ -272,6 +272,26 @@ def build(
     return cls(**values, sources=sources, config_file=path)
 
 
+def from_command_line(
+    prog: str, description: str, cls: type, settings: Sequence[Setting], section: str,
+    argv: Sequence[str] | None, env: Mapping[str, str],
+) -> tuple[Any, bool]:
+    """Parse the flags, merge everything, return (config, whether --print-config was given).
+
+    Raises ConfigError; `--help` and `--version` exit as argparse does.
+    """
+    from whisperd import __version__
+
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", default=None, help=f"INI file (default {DEFAULT_CONFIG_FILE})")
+    parser.add_argument("--print-config", action="store_true", help="show the effective settings and exit")
+    parser.add_argument("--version", action="version", version=f"{prog} {__version__}")
+    add_arguments(parser, settings)
+    args = parser.parse_args(argv)
+    cli = {k: v for k, v in vars(args).items() if k not in ("config", "print_config")}
+    return build(cls, settings, section, cli, env, args.config), args.print_config
+
+
 def describe(config: Any, settings: Sequence[Setting]) -> str:
     """The effective configuration and where each value came from (`--print-config`)."""
     lines = [f"# config file: {config.config_file}"]

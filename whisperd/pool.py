@@ -8,6 +8,7 @@ decision and carries it out. Jobs are bound to a lane only when it is idle.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -21,7 +22,7 @@ import numpy as np
 from whisperd import policy
 from whisperd.config import DaemonConfig
 from whisperd.engines.base import Transcript
-from whisperd.errors import ModelNotFound, Overloaded, ShuttingDown, WhisperdError, WorkerFailed
+from whisperd.errors import ModelNotFound, Overloaded, ShuttingDown, WorkerFailed
 from whisperd.hot import HotLane, Job, JobCancelled
 from whisperd.models import ModelInfo
 from whisperd.worker import ColdWorker, fork_context, rss_mb
@@ -100,12 +101,11 @@ class Pool:
         loop = asyncio.get_running_loop()
         self.decoding += 1
         try:
-            pcm = await loop.run_in_executor(
-                self._decode, lambda: decode_audio(audio, max_duration_s=self.config.max_audio_seconds)
-            )
+            decode = functools.partial(decode_audio, audio, max_duration_s=self.config.max_audio_seconds)
+            pcm = await loop.run_in_executor(self._decode, decode)
         finally:
             self.decoding -= 1
-        del audio
+        del audio, decode  # the encoded bytes are not needed any more
         job.audio_seconds = len(pcm) / 16000
         entry = Pending(job, pcm, loop.create_future())
         self.pending.append(entry)

@@ -19,14 +19,7 @@ from typing import Any, Callable
 from whisperd import __version__, protocol
 from whisperd.config import DaemonConfig
 from whisperd.engines.base import Options, Segment
-from whisperd.errors import (
-    InvalidParameter,
-    ModelNotFound,
-    ProtocolError,
-    ShuttingDown,
-    UnsupportedForModel,
-    WhisperdError,
-)
+from whisperd.errors import ModelNotFound, ProtocolError, UnsupportedForModel, WhisperdError
 from whisperd.hot import Job, JobCancelled
 from whisperd.models import DEFAULT_ALIASES, ModelInfo
 from whisperd.pool import Pool

@@ -7,7 +7,7 @@ renderers in `whisperd.formats` never see an engine object. It is plain data
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 if TYPE_CHECKING:  # the shim and whisperctl import this module: keep numpy out of them

@@ -32,7 +32,7 @@ from whisperd.errors import EngineError
 
 if TYPE_CHECKING:
     import torch
-    from whisper.model import Whisper
+    from whisper.model import ModelDimensions, Whisper
 
     from whisperd.models import ModelInfo
 
@@ -327,11 +327,10 @@ def load_whisper_model(
     """A checkpoint (path or dict) → an eval-mode `whisper.model.Whisper` on `device`.
 
     Alignment heads come from the checkpoint's `alignment_heads` key, else from the
-    argument; without either, whisper's default (the last half of the layers) stays.
+    argument; without either, whisper's default (the last half of the layers).
     """
-    from whisper.model import ModelDimensions, Whisper
-
     import torch
+    from whisper.model import ModelDimensions
 
     checkpoint = load_checkpoint(source) if isinstance(source, Path) else source
     try:
