@@ -40,6 +40,8 @@ log = logging.getLogger("whisperd.worker")
 
 # Imported once in the fork server, so each worker starts with them in memory.
 PRELOAD = ["numpy", "ctranslate2", "faster_whisper", "whisperd.engines.faster_whisper", "whisperd.audio"]
+# Cold workers run at this nice level (the hot worker at the daemon's own).
+COLD_NICENESS = 10
 PRELOAD_TORCH = ["torch", "whisper", "whisper.timing", "whisperd.engines.openai_whisper",
                  "whisperd.engines.convert", "whisperd.engines.meta_warmup"]
 
@@ -54,6 +56,12 @@ def worker_main(conn: Any, model: ModelInfo, engine_name: str, device: str, comp
     # Ctrl-C in a terminal reaches the whole process group; the daemon decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Below the hot worker in the CPU scheduler: when the cores are contended, the
+    # voice command on the hot worker gets them first and the long file waits.
+    try:
+        os.nice(COLD_NICENESS)
+    except OSError:
+        pass
     started = time.monotonic()
     from whisperd.engines import load_engine
 
