@@ -177,7 +177,7 @@ verify=$(ct systemd-analyze verify /lib/systemd/system/whisperd.service /lib/sys
 log "systemd-analyze verify: clean"
 for u in whisperd.service whisperd-shim.service; do
     ct systemd-analyze security --no-pager "$u" > "$CACHE/security.$u.txt" 2>&1 || true
-    log "systemd-analyze security $u: $(grep -E 'Overall exposure level' "$CACHE/security.$u.txt" | sed 's/.*: *//')"
+    log "systemd-analyze security $u: $(grep -E 'Overall exposure level' "$CACHE/security.$u.txt" | sed "s/.*$u: //")"
 done
 
 # -- purge ------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ done
 ct getent passwd whisperd >/dev/null && left+=("user whisperd")
 ct getent group whisperd >/dev/null && left+=("group whisperd")
 ct sh -c 'dpkg-query -W -f="\${db:Status-Abbrev}" whisperd 2>/dev/null | grep -q "^[a-z]i"' && left+=("dpkg status")
-stray=$(find "$RUN" -xdev -name '*whisperd*' -not -path '*/var/log/journal/*' -not -path "$RUN/mnt/*" 2>/dev/null \
+stray=$(find "$RUN" -xdev -name '*whisperd*' -not -path '*/var/log/journal/*' -not -path "$RUN/mnt/*" -not -path "$RUN/.whisperd-test-ok" 2>/dev/null \
         | sed "s|^$RUN||" || true)
 [ -z "$stray" ] || left+=($stray)
 ((${#left[@]} == 0)) || fail "left after purge: ${left[*]}"
