@@ -41,6 +41,7 @@ soak: venv
 	$(BIN)/python -m pytest -q -m slow -o addopts= $(PYTEST_ARGS)
 
 bench: venv
+	$(PIP) install -q -c requirements/constraints.txt -r requirements/bench.txt
 	$(BIN)/python bench/run.py
 
 clean:

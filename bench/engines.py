@@ -9,8 +9,9 @@ RSS (ru_maxrss) is that process's whole life. Seconds are the engine's
 `transcribe()` on decoded 16 kHz samples (decoding is the same for every engine
 and is measured by bench/overhead.py). WER is against the clip's script
 (tests/fixtures/*.txt) after bench/wer.py's normalizer, so speed is never bought
-with wrong words. Options are the daemon's defaults (temperature fallback,
-no-speech threshold 0.6, language detected on base, forced to en on tiny.en).
+with wrong words. Options are the daemon's defaults (`daemon_options()`: its
+configured beam, no-speech threshold, VAD and short-path settings; temperature
+fallback; language detected on base, en on tiny.en), with the beam varied.
 
     .venv/bin/python bench/engines.py [--quick] [--runs N] [--no-write] [--device cuda]
 """
@@ -19,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -32,6 +33,9 @@ from bench.report import (  # noqa: E402
     ROOT, git_rev, machine, median, progress, table, update_section,
 )
 from bench.wer import normalize, word_errors  # noqa: E402
+
+if TYPE_CHECKING:
+    from whisperd.engines.base import Options
 
 FIXTURES = ROOT / "tests" / "fixtures"
 CACHE = ROOT / ".cache"  # the same converted checkpoints the tests use (tests/stack.py)
@@ -43,8 +47,9 @@ CONFIGS = {
     "cpu": (("openai-whisper", "float32"), ("faster-whisper", "float32"), ("faster-whisper", "int8")),
     "cuda": (("openai-whisper", "float16"), ("faster-whisper", "float16"), ("faster-whisper", "int8_float16")),
 }
-# What the daemon does today with `--engine auto` on a CTranslate2 model (compute type auto).
-CURRENT_DEFAULT = {"cpu": ("faster-whisper", "int8", 5), "cuda": ("faster-whisper", "float16", 5)}
+# What the daemon does today with `--engine auto` on a CTranslate2 model and compute type auto
+# (faster_whisper.pick_compute_type); the beam is the daemon's configured default.
+CURRENT_DEFAULT = {"cpu": ("faster-whisper", "int8"), "cuda": ("faster-whisper", "float16")}
 PLOT = ROOT / "docs" / "perf-engines.png"
 
 
@@ -59,31 +64,45 @@ def current_rss_mb() -> float:
     return float("nan")
 
 
+def daemon_options(**override: object) -> "Options":
+    """The options the daemon gives a plain request (Server._options), from its settings' defaults."""
+    import dataclasses
+
+    from whisperd.config import DAEMON_SETTINGS, DaemonConfig, build
+    from whisperd.engines.base import Options
+
+    config = build(DaemonConfig, DAEMON_SETTINGS, "whisperd", {}, {}, "/dev/null")
+    kw: dict[str, object] = {"beam_size": config.beam_size, "no_speech_threshold": config.no_speech_threshold,
+                             "vad_filter": config.vad_filter}
+    if "short_path" in {f.name for f in dataclasses.fields(Options)} and hasattr(config, "short_path"):
+        kw["short_path"] = config.short_path == "on"
+    return Options(**{**kw, **override})
+
+
 def measure_one(model_name: str, engine_name: str, compute: str, device: str, runs: int) -> dict:
     from whisperd.audio import decode_audio
     from whisperd.engines import load_engine
-    from whisperd.engines.base import Options
     from whisperd.models import resolve_model
 
     model = resolve_model(model_name, CACHE)
-    clips = {label: (decode_audio((FIXTURES / audio).read_bytes()), (FIXTURES / script).read_text().strip())
-             for label, audio, script in CLIPS}
+    clips = {clip: (decode_audio((FIXTURES / audio).read_bytes()), (FIXTURES / script).read_text().strip())
+             for clip, audio, script in CLIPS}
     t0 = time.perf_counter()
     engine = load_engine(engine_name, model, device=device, compute_type=compute, cache_dir=str(CACHE))
     load_s = time.perf_counter() - t0
     rss_loaded = current_rss_mb()
-    engine.transcribe(clips["3 s"][0], Options(beam_size=1))  # warm-up: first-call allocations, caches
+    engine.transcribe(clips["3 s"][0], daemon_options(beam_size=1))  # warm-up: first-call allocations, caches
     results = []
     for beam in BEAMS:
-        for label, (pcm, script) in clips.items():
+        for clip, (pcm, script) in clips.items():
             seconds, text = [], ""
             for _ in range(runs):
                 t = time.perf_counter()
-                text = engine.transcribe(pcm, Options(beam_size=beam)).text
+                text = engine.transcribe(pcm, daemon_options(beam_size=beam)).text
                 seconds.append(time.perf_counter() - t)
-            results.append({"beam": beam, "clip": label, "audio_s": len(pcm) / 16000, "seconds": seconds,
+            results.append({"beam": beam, "clip": clip, "audio_s": len(pcm) / 16000, "seconds": seconds,
                             "text": text, "script": script})
-            progress(f"{model_name} {engine_name} {compute} beam {beam} {label}: {median(seconds):.2f} s")
+            progress(f"{model_name} {engine_name} {compute} beam {beam} {clip}: {median(seconds):.2f} s")
     return {"model": model_name, "engine": engine_name, "compute": engine.compute_type, "device": device,
             "load_s": load_s, "rss_loaded_mb": rss_loaded,
             # Linux reports ru_maxrss in KiB.
@@ -145,7 +164,8 @@ def build_table(data: dict[tuple, dict], configs, baseline: tuple[str, str]) -> 
     for model in MODELS:
         for engine, compute in configs:
             for beam in BEAMS:
-                short, long = data.get((model, engine, compute, beam, "3 s")), data.get((model, engine, compute, beam, "30 s"))
+                short = data.get((model, engine, compute, beam, "3 s"))
+                long = data.get((model, engine, compute, beam, "30 s"))
                 base_long = data.get((model, *baseline, beam, "30 s"))
                 if short is None or long is None:
                     continue
@@ -179,9 +199,13 @@ def choose(data: dict[tuple, dict], configs, baseline: tuple[str, str]) -> tuple
     return (engine, compute, beam), f"{len(candidates)} configurations match the baseline's words"
 
 
+def current_default(device: str) -> tuple[str, str, int]:
+    return (*CURRENT_DEFAULT[device], daemon_options().beam_size)
+
+
 def verdict(data: dict[tuple, dict], device: str, baseline: tuple[str, str]) -> list[str]:
     lines = []
-    engine, compute, beam = CURRENT_DEFAULT[device]
+    engine, compute, beam = current_default(device)
     for model in MODELS:
         d = data.get((model, engine, compute, beam, "30 s"))
         b = data.get((model, *baseline, 5, "30 s"))
@@ -275,7 +299,7 @@ def main() -> int:
     engine_table = table(headers, rows)
     print(engine_table)
     choice, why = choose(data, configs, baseline)
-    current = CURRENT_DEFAULT[args.device]
+    current = current_default(args.device)
     keep = choice == current
     goal_lines = verdict(data, args.device, baseline)
     recommendation = (
@@ -293,8 +317,8 @@ def main() -> int:
         print(line)
     print(f"took {time.monotonic() - started:.0f} s")
 
-    wrote_plot = plot(data, configs, PLOT if args.device == "cpu" else PLOT.with_name(f"perf-engines-{args.device}.png"),
-                      args.device)
+    plot_path = PLOT if args.device == "cpu" else PLOT.with_name(f"perf-engines-{args.device}.png")
+    wrote_plot = plot(data, configs, plot_path, args.device)
     texts = "\n".join(f"- {m}, {label(e, c)}, beam {b}, {clip}: “{d['text']}”"
                       for (m, e, c, b, clip), d in sorted(data.items()) if clip == "3 s" and b == 5)
     body = f"""## Engines ({args.device})
@@ -315,7 +339,7 @@ the two transcripts; 0 = the same words). Peak RSS is the process's ru_maxrss ov
 
 {chr(10).join(goal_lines)}
 
-{'![engines](perf-engines.png)' if wrote_plot and args.device == 'cpu' else ''}
+{f'![engines]({plot_path.name})' if wrote_plot else ''}
 
 <details><summary>3 s clip transcripts at beam 5</summary>
 

@@ -36,8 +36,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-
 from bench.report import (  # noqa: E402
     ROOT, git_rev, machine, median, percentile, progress, table, update_section,
 )
@@ -118,10 +116,11 @@ def server_overhead(runs: dict[str, int], null_runs: int) -> tuple[list[list], l
     """
     from whisperd.audio import decode_audio
     from whisperd.client import Client
+    from bench.engines import daemon_options
     from whisperd.engines import load_engine
-    from whisperd.engines.base import Options
     from whisperd.models import resolve_model
 
+    options = daemon_options()
     clips = {label: (FIXTURES / name).read_bytes() for label, name in CLIPS}
     forms = {label: multipart(audio, name) for (label, name), audio in zip(CLIPS, clips.values())}
     progress("overhead: loading the in-process engine (faster-whisper, compute type auto)")
@@ -136,7 +135,7 @@ def server_overhead(runs: dict[str, int], null_runs: int) -> tuple[list[list], l
             body, ctype = forms[label]
             paths = {
                 # What the daemon does per request: decode, then the engine with its default options.
-                "in-process": lambda: engine.transcribe(decode_audio(audio), Options()).text,
+                "in-process": lambda: engine.transcribe(decode_audio(audio), options).text,
                 "socket": lambda: sock.transcribe(audio)["result"]["text"],
                 "HTTP": lambda: json.loads(web.post(body, ctype))["text"],
             }
@@ -146,7 +145,7 @@ def server_overhead(runs: dict[str, int], null_runs: int) -> tuple[list[list], l
         sock.close()
     finally:
         stack.stop()
-    del engine
+    engine = None  # free the model before the next stack starts
 
     null = {}
     progress("overhead: starting daemon (--engine null, --max-cold-workers 0) + shim")
@@ -295,9 +294,10 @@ def ceiling(loadgen: str, seconds: float, profile_s: float) -> tuple[list[list],
             n = max(r["requests"], 1)
             rps = r["requests"] / r["seconds"]
             results[c] = {**r, "rps": rps, "cpu": cpu}
+            busy = (cpu["shim"] + cpu["daemon"] + r["client_cpu_s"]) / r["seconds"] / (os.cpu_count() or 1)
             rows.append([c, r["requests"], rps, r["p50"] * 1000, r["p99"] * 1000, r["errors"],
                          cpu["shim"] / n * 1e6, cpu["daemon"] / n * 1e6, r["client_cpu_s"] / n * 1e6,
-                         f"{(cpu['shim'] + cpu['daemon'] + r['client_cpu_s']) / r['seconds'] / (os.cpu_count() or 1) * 100:.0f} %"])
+                         f"{100 * busy:.0f} %"])
             progress(f"ceiling c={c}: {rps:.0f} req/s, p50 {r['p50'] * 1000:.1f} ms, p99 {r['p99'] * 1000:.1f} ms, "
                      f"{r['errors']} errors")
         if profile_s > 0:
@@ -326,7 +326,7 @@ def spy_record(spy: str, pid: int, out: Path, seconds: float) -> str | None:
     for _ in range(4):
         t0 = time.monotonic()
         p = subprocess.run([spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
-                            "--format", "raw", "--output", str(out)],
+                            "--gil", "--format", "raw", "--output", str(out)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=seconds + 60)
         if p.returncode == 0 and out.exists():
             return None
@@ -374,9 +374,39 @@ def profile_stack(loadgen: str, stack: Stack, pids: dict[str, int], lua: str, bo
 _ROOT_FRAMES = ("_run_module_as_main", "_run_code", "<module>", "main", "run_app", "run", "run_until_complete",
                 "run_forever", "_run_once", "_bootstrap", "_bootstrap_inner", "_worker", "serve")
 
+# What each sample is spent on: the frame nearest the leaf that matches a rule names it.
+# (category, substrings of a raw frame `name (path:line)`); the first matching rule wins.
+CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("multipart form parsing (aiohttp)", ("aiohttp/multipart.py", "read_form (", "_read_limited (")),
+    ("JSON encode/decode, result dicts", ("json/", "asdict (", "_asdict_inner (", "to_dict (", "from_dict (")),
+    ("Prometheus metrics", ("prometheus_client/",)),
+    ("logging", ("logging/__init__.py",)),
+    ("systemd STATUS= line (on_change)", ("status_line (", "Server.status (", "Pool.status (", "whisperd/systemd.py")),
+    ("scheduling (pool + policy)", ("Pool._schedule (", "whisperd/policy.py", "mem_available_mb (",
+                                    "_memory_estimate (", "_worker_facts (")),
+    ("thread hand-off (executors)", ("concurrent/futures/thread.py", "run_in_executor (", "call_soon_threadsafe (",
+                                     "_chain_future", "_copy_future_state (")),
+    ("audio decode", ("whisperd/audio.py",)),
+    ("socket framing (protocol + client)", ("whisperd/protocol.py", "whisperd/client.py")),
+    ("daemon request handling (server.py, hot.py, pool.py)", ("whisperd/server.py", "whisperd/hot.py",
+                                                              "whisperd/pool.py")),
+    ("HTTP server (aiohttp)", ("aiohttp/",)),
+    ("shim handlers", ("shim/",)),
+    ("asyncio streams/tasks", ("asyncio/",)),
+    ("event loop and I/O in C (uvloop: epoll, socket reads/writes)", ("Runner.run (", "run_app (")),
+)
+
+
+def category(frames: list[str]) -> str:
+    for frame in reversed(frames):  # leaf first
+        for name, needles in CATEGORIES:
+            if any(n in frame for n in needles):
+                return name
+    return "other"
+
 
 def _function(frame: str) -> str:
-    """`name (path/to/file.py:123)` → `name (file.py)`; line numbers would split one function."""
+    """`name (path/to/file.py:123)` → `name (dir/file.py)`; line numbers would split one function."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
     parts = Path(path).parts
@@ -385,9 +415,11 @@ def _function(frame: str) -> str:
 
 
 def summarize(raw: str, top: int = 12) -> dict:
-    """Collapsed stacks (`frame;frame;... count`) → the top self and inclusive functions, in %."""
+    """Collapsed stacks (`frame;frame;... count`, root first) → categories, top self and
+    inclusive functions, in % of samples."""
     self_counts: Counter[str] = Counter()
     incl_counts: Counter[str] = Counter()
+    categories: Counter[str] = Counter()
     threads: Counter[str] = Counter()
     total = 0
     for line in raw.splitlines():
@@ -395,17 +427,20 @@ def summarize(raw: str, top: int = 12) -> dict:
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        frames = [_function(f) for f in stack.split(";") if f]
+        raw_frames = [f for f in stack.split(";") if f]
+        frames = [_function(f) for f in raw_frames]
         if not frames:
             continue
         total += n
         self_counts[frames[-1]] += n
+        categories[category(raw_frames)] += n
         for f in set(frames):
             if f.split(" (")[0] not in _ROOT_FRAMES:
                 incl_counts[f] += n
-        threads["worker threads" if any(f.startswith("_bootstrap ") for f in frames) else "event loop"] += n
+        threads["worker threads" if any("_bootstrap (threading.py" in f for f in raw_frames) else "event loop"] += n
     pct = (lambda c: [(f, 100 * n / total) for f, n in c.most_common(top)]) if total else (lambda c: [])
     return {"samples": total, "self": pct(self_counts), "inclusive": pct(incl_counts),
+            "categories": pct(categories) if total else [],
             "threads": {k: 100 * v / total for k, v in threads.items()} if total else {}}
 
 
@@ -445,12 +480,21 @@ def plot_ceiling(results: dict, path: Path, loadgen: str) -> bool:
 
 def profile_tables(profile: dict) -> str:
     out = []
+    cats: dict[str, dict[str, float]] = {}
+    for name in ("shim", "daemon"):
+        for c, p in (profile.get(name) or {}).get("categories", []):
+            cats.setdefault(c, {})[name] = p
+    if cats:
+        rows = [[c, f"{v.get('shim', 0):.1f}", f"{v.get('daemon', 0):.1f}"]
+                for c, v in sorted(cats.items(), key=lambda kv: -max(kv[1].values()))]
+        out.append("What the samples were spent on (each sample goes to the first category found from the leaf "
+                   "up; % of that process's samples):\n\n" + table(["category", "shim %", "daemon %"], rows) + "\n")
     for name in ("shim", "daemon"):
         s = profile.get(name)
         if not s or not s["samples"]:
             continue
         split = ", ".join(f"{k} {v:.0f} %" for k, v in sorted(s["threads"].items()))
-        out.append(f"**{name}**: {s['samples']} samples of active Python ({split}).\n")
+        out.append(f"**{name}**: {s['samples']} samples of the thread holding the GIL ({split}).\n")
         rows = [[i + 1, f"`{f}`", f"{p:.1f}"] for i, (f, p) in enumerate(s["self"])]
         out.append("Self time (where the interpreter was):\n\n" + table(["#", "function", "% of samples"], rows) + "\n")
         rows = [[i + 1, f"`{f}`", f"{p:.1f}"] for i, (f, p) in enumerate(s["inclusive"])]
@@ -546,7 +590,10 @@ divided by the requests answered.
 
 {'![ceiling](perf-ceiling.png)' if wrote_plot else ''}
 
-### Profile under the concurrency-64 load (py-spy, 100 Hz, {profile_s:.0f} s)
+### Profile under the concurrency-64 load (py-spy `--gil`, 100 Hz, {profile_s:.0f} s)
+
+Only the thread holding the GIL is sampled, so the percentages are shares of each process's Python CPU work
+(time in C under a Python frame - uvloop's epoll and socket calls, numpy - counts to that frame).
 
 {prof_md}
 """

@@ -8,11 +8,13 @@ Chunked (length-less) uploads are read the same way.
 from __future__ import annotations
 
 import base64
+import functools
 import binascii
 import json
 from dataclasses import dataclass, field
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, hdrs, web
+from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
 from shim.errors import HTTPError
 from whisperd.errors import WhisperdError
@@ -96,6 +98,15 @@ def _json_body_limit(limit: int) -> int:
     return limit * 4 // 3 + 4 + TEXT_FIELD_LIMIT  # base64 is a third larger than the audio
 
 
+@functools.lru_cache(maxsize=256)
+def _disposition(header: str | None) -> tuple[str, str]:
+    """(name, filename) of a part, parsed once: aiohttp's `part.name` and
+    `part.filename` each re-parse the header (~0.1 ms apiece, profiled)."""
+    _, params = parse_content_disposition(header)
+    return (content_disposition_filename(params, "name") or "",
+            content_disposition_filename(params, "filename") or "")
+
+
 async def read_form(request: web.Request, limit: int, *, translate: bool) -> AudioForm:
     ctype = request.content_type
     body_limit = _json_body_limit(limit) if ctype == "application/json" else limit + TEXT_FIELD_LIMIT
@@ -116,12 +127,12 @@ async def read_form(request: web.Request, limit: int, *, translate: bool) -> Aud
                 break
             if not isinstance(part, BodyPartReader):
                 continue  # a nested multipart: not something OpenAI clients send
-            name = part.name or ""
+            name, filename = _disposition(part.headers.get(hdrs.CONTENT_DISPOSITION))
             if name == "file":
                 if seen_file:
                     raise HTTPError("invalid_parameter", "more than one 'file' field", param="file")
                 seen_file = True
-                form.filename = part.filename or ""
+                form.filename = filename
                 form.audio = await _read_limited(part, limit, _too_large(limit))
             else:
                 raw = await _read_limited(

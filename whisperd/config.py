@@ -111,6 +111,9 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
     Setting("no_speech_threshold", 0.6, _bounded(float, 0.0, 1.0),
             "drop segments whose no-speech probability is above this"),
     Setting("vad_filter", False, _parse_bool, "drop non-speech with faster-whisper's Silero VAD"),
+    Setting("short_path", "off", _choice("off", "on"),
+            "decode audio under ~20 s on a shorter encoder context, guarded by a fallback to the 30 s path "
+            "(docs/performance.md, section commands)"),
     Setting("max_audio_bytes", 64 << 20, _parse_size, "largest audio file accepted on the socket"),
     Setting("max_audio_seconds", 4 * 3600.0, _bounded(float, 1.0, 1e6), "longest audio accepted"),
     Setting("max_cold_workers", 2, _bounded(int, 0, 64),
@@ -157,6 +160,7 @@ class DaemonConfig:
     beam_size: int
     no_speech_threshold: float
     vad_filter: bool
+    short_path: str
     max_audio_bytes: int
     max_audio_seconds: float
     max_cold_workers: int

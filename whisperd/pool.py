@@ -74,7 +74,9 @@ class Pool:
         self._next_id = 1
         self._last_reap = time.monotonic()
         self._decode = ThreadPoolExecutor(2, thread_name_prefix="decode")
-        self._memory_mb: dict[str, float] = {}
+        self._memory_mb: dict[str, float] = {}  # measured RSS of a ready worker, by model
+        self._size_guess_mb: dict[str, float] = {}
+        self._free_memory_cached, self._free_memory_at = 0.0, float("-inf")
         self._tick: asyncio.Task | None = None
         self._closing = False
         self.on_change = lambda: None
@@ -150,13 +152,24 @@ class Pool:
     def _load_estimate(self) -> float:
         return median(self.spawn_times[-9:]) if self.spawn_times else 1.5
 
+    def _free_memory(self, now: float) -> float:
+        """MemAvailable, read at most once a second and only when a spawn is possible."""
+        if len(self.cold) >= self.config.max_cold_workers:
+            return 0.0
+        if now - self._free_memory_at > 1.0:
+            self._free_memory_cached, self._free_memory_at = mem_available_mb(), now
+        return self._free_memory_cached
+
     def _memory_estimate(self, model: str) -> float:
+        """A worker's resident size: measured once one ran, else guessed from the weights."""
         if model in self._memory_mb:
             return self._memory_mb[model]
-        info = self.models.get(model)
-        size = (info.path / "model.bin").stat().st_size / (1 << 20) if info and info.kind == "ctranslate2" \
-            else (info.path.stat().st_size / (1 << 20) if info else 500.0)
-        return 300.0 + 2.0 * size
+        if model not in self._size_guess_mb:
+            info = self.models.get(model)
+            weights = info.path / "model.bin" if info and info.kind == "ctranslate2" else (info.path if info else None)
+            size = weights.stat().st_size / (1 << 20) if weights is not None else 500.0
+            self._size_guess_mb[model] = 300.0 + 2.0 * size
+        return self._size_guess_mb[model]
 
     def _schedule(self) -> None:
         if self._closing and not self.pending:
@@ -167,7 +180,7 @@ class Pool:
                        for p in self.pending),
             workers=tuple(self._worker_facts(now)),
             cpu_cores=os.cpu_count() or 1,
-            free_memory_mb=mem_available_mb(),
+            free_memory_mb=self._free_memory(now),
             worker_memory_mb={m: self._memory_estimate(m) for m in {p.job.model for p in self.pending}},
             seconds_per_audio_s=self.seconds_per_audio_s,
             load_s=self._load_estimate(),

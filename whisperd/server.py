@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from whisperd import __version__, protocol
 from whisperd.config import DaemonConfig
-from whisperd.engines.base import Options, Segment
+from whisperd.engines.base import Options, Segment, segment_dict
 from whisperd.errors import ModelNotFound, ProtocolError, UnsupportedForModel, WhisperdError
 from whisperd.hot import Job, JobCancelled
 from whisperd.models import DEFAULT_ALIASES, ModelInfo
@@ -198,6 +198,7 @@ class Server:
             beam_size=o.beam_size or self.config.beam_size,
             no_speech_threshold=self.config.no_speech_threshold,
             vad_filter=self.config.vad_filter,
+            short_path=self.config.short_path == "on",
         )
 
     async def _transcribe(
@@ -216,7 +217,7 @@ class Server:
             if writer.is_closing():
                 return
             if request.segments:
-                writer.write(protocol.segment_frame(request.id, _segment_json(seg)))
+                writer.write(protocol.segment_frame(request.id, segment_dict(seg)))
             if request.progress:
                 writer.write(protocol.progress_frame(request.id, fraction, job.audio_seconds))
 
@@ -275,9 +276,3 @@ class Server:
                 await asyncio.gather(hangup, return_exceptions=True)
             self._inflight -= 1
             self.on_change()
-
-
-def _segment_json(seg: Segment) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(seg)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from whisperd.engines.base import Options, Segment, Transcript
+from whisperd.engines.base import Options, Segment, Transcript, segment_dict
 from whisperd.errors import WhisperdError, WorkerFailed
 from whisperd.hot import Job, JobCancelled
 from whisperd.models import ModelInfo
@@ -100,7 +100,7 @@ def worker_main(conn: Any, model: ModelInfo, engine_name: str, device: str, comp
                     os._exit(0)
             if job_id in cancelled:
                 raise JobCancelled("the client went away")
-            _send(conn, {"type": "segment", "id": job_id, "segment": asdict(seg)})
+            _send(conn, {"type": "segment", "id": job_id, "segment": segment_dict(seg)})
 
         try:
             result = engine.transcribe(pcm, Options(**msg["options"]), on_segment)

@@ -7,7 +7,7 @@ renderers in `whisperd.formats` never see an engine object. It is plain data
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 if TYPE_CHECKING:  # the shim and whisperctl import this module: keep numpy out of them
@@ -50,6 +50,16 @@ class Segment:
         return Segment(**d)
 
 
+def segment_dict(s: Segment) -> dict[str, Any]:
+    return {
+        "id": s.id, "seek": s.seek, "start": s.start, "end": s.end, "text": s.text,
+        "tokens": list(s.tokens), "temperature": s.temperature, "avg_logprob": s.avg_logprob,
+        "compression_ratio": s.compression_ratio, "no_speech_prob": s.no_speech_prob,
+        "words": [{"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
+                  for w in s.words],
+    }
+
+
 @dataclass(frozen=True)
 class Transcript:
     text: str
@@ -63,7 +73,15 @@ class Transcript:
         return [w for s in self.segments for w in s.words]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Built by hand: dataclasses.asdict deep-copies recursively (2-3 % of the
+        # daemon's time per request at the framework's ceiling, profiled).
+        return {
+            "text": self.text,
+            "language": self.language,
+            "duration": self.duration,
+            "task": self.task,
+            "segments": [segment_dict(s) for s in self.segments],
+        }
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> "Transcript":
@@ -89,6 +107,8 @@ class Options:
     # Drop segments whisper itself marks as probably silence (no invented words).
     no_speech_threshold: float = 0.6
     vad_filter: bool = False
+    # Decode audio under ~20 s on a shorter encoder context (engines/short_path.py).
+    short_path: bool = False
 
     def temperatures(self) -> tuple[float, ...]:
         if self.temperature <= 0.0:
