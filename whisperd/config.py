@@ -111,7 +111,7 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
     Setting("no_speech_threshold", 0.6, _bounded(float, 0.0, 1.0),
             "drop segments whose no-speech probability is above this"),
     Setting("vad_filter", False, _parse_bool, "drop non-speech with faster-whisper's Silero VAD"),
-    Setting("short_path", "off", _choice("off", "on"),
+    Setting("short_path", "on", _choice("off", "on"),
             "decode audio under ~20 s on a shorter encoder context, guarded by a fallback to the 30 s path "
             "(docs/performance.md, section commands)"),
     Setting("max_audio_bytes", 64 << 20, _parse_size, "largest audio file accepted on the socket"),
@@ -122,7 +122,7 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
             "seconds an idle cold worker stays loaded (exits are staggered)"),
     Setting("long_audio_seconds", 30.0, _bounded(float, 1.0, 86400.0),
             "audio longer than this goes to a cold worker, keeping the hot one for commands"),
-    Setting("worker_timeout", 120.0, _bounded(float, 0.1, 86400.0),
+    Setting("worker_timeout", 300.0, _bounded(float, 0.1, 86400.0),
             "seconds a cold worker may take per minute of audio (at least one minute's worth) before it is killed"),
     Setting("queue_size", 64, _bounded(int, 1, 100000), "requests waiting beyond this are refused"),
     Setting("shutdown_grace", 30.0, _bounded(float, 0.0, 3600.0),

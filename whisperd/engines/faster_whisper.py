@@ -1,7 +1,15 @@
-"""faster-whisper (CTranslate2) engine: reads CTranslate2 model directories as they are."""
+"""faster-whisper (CTranslate2) engine: reads CTranslate2 model directories as they are.
+
+Audio under ~20 s may take the short path (`Options.short_path`, see
+`short_path.py`): features padded only to a context sized from the audio,
+CTranslate2's `encode` and `generate` called directly (no timestamps, a token
+cap), one segment covering the audio. When the guard distrusts the result,
+the request is decoded again by faster-whisper's ordinary 30 s `transcribe()`.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -15,10 +23,12 @@ from whisperd.engines.base import (
     Word,
     join_segment_text,
 )
+from whisperd.engines import short_path
 from whisperd.errors import EngineError, UnsupportedForModel
 from whisperd.models import ModelInfo
 from whisperd.silence import is_digital_silence, is_silence_segment
 
+log = logging.getLogger(__name__)
 
 def pick_device(device: str) -> str:
     if device != "auto":
@@ -83,6 +93,20 @@ class FasterWhisperEngine:
             language = "en"
         if is_digital_silence(audio):
             return Transcript("", language or "en", len(audio) / SAMPLE_RATE, (), options.task)
+        frames = short_path.usable(enabled=options.short_path, word_timestamps=options.word_timestamps,
+                                   temperature=options.temperature, n_samples=len(audio))
+        if frames is not None and not options.vad_filter:
+            short = self._transcribe_short(audio, options, language, frames)
+            if short is not None:
+                if on_segment is not None:
+                    for seg in short.segments:
+                        on_segment(seg)
+                return short
+        return self._transcribe_full(audio, options, language, on_segment)
+
+    def _transcribe_full(
+        self, audio: np.ndarray, options: Options, language: str | None, on_segment: SegmentCallback | None
+    ) -> Transcript:
         temperatures = options.temperatures()
         segments_iter, info = self._model.transcribe(
             audio,
@@ -125,5 +149,79 @@ class FasterWhisperEngine:
             language=info.language or (language or "en"),
             duration=len(audio) / SAMPLE_RATE,
             segments=tuple(segments),
+            task=options.task,
+        )
+
+    def _transcribe_short(
+        self, audio: np.ndarray, options: Options, language: str | None, frames: int
+    ) -> Transcript | None:
+        """One greedy (or beam) decode on a `frames`-long context; None when the guard trips."""
+        import ctranslate2
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        wm = self._model
+        duration = len(audio) / SAMPLE_RATE
+        padded = np.zeros(frames * short_path.HOP_LENGTH, dtype=np.float32)
+        padded[: len(audio)] = audio
+        features = wm.feature_extractor(padded, padding=0)[:, :frames]
+        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None]))
+        encoded = wm.model.encode(features, to_cpu=False)
+        if language is None:
+            if not wm.model.is_multilingual:
+                language = "en"
+            else:
+                ranked = wm.model.detect_language(encoded)[0]
+                token, probability = ranked[0]
+                if probability < 0.5:  # unsure on a short context: let the 30 s path decide
+                    log.debug("short path: language unsure (%s %.2f); 30 s path", token, probability)
+                    return None
+                language = token[2:-2]  # "<|en|>" → "en"
+        tokenizer = Tokenizer(wm.hf_tokenizer, wm.model.is_multilingual, task=options.task, language=language)
+        prompt: list[int] = []
+        if options.prompt:
+            prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + options.prompt.strip())[-(wm.max_length // 2 - 1):]]
+        prompt += [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        cap = short_path.token_cap(duration)
+        if len(prompt) + cap > wm.max_length:
+            return None
+        result = wm.model.generate(
+            encoded,
+            [prompt],
+            beam_size=max(1, options.beam_size),
+            max_length=len(prompt) + cap,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=list(get_suppressed_tokens(tokenizer, [-1])),
+        )[0]
+        tokens = list(result.sequences_ids[0])
+        # CTranslate2 scores are length-normalised sums; whisper averages over tokens + 1.
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        text = tokenizer.decode(tokens)
+        reason = short_path.fallback_reason(tokens, text, avg_logprob, cap)
+        if reason is not None:
+            log.debug("short path distrusted (%s): %r; 30 s path", reason, text)
+            return None
+        segment = Segment(
+            id=0,
+            seek=0,
+            start=0.0,
+            end=duration,
+            text=text,
+            tokens=tuple(int(t) for t in tokens),
+            temperature=0.0,
+            avg_logprob=float(avg_logprob),
+            compression_ratio=short_path.compression_ratio(text.strip()),
+            no_speech_prob=float(result.no_speech_prob),
+        )
+        segments: tuple[Segment, ...] = (segment,)
+        if is_silence_segment(text, segment.no_speech_prob, segment.avg_logprob, options.no_speech_threshold):
+            segments = ()
+        return Transcript(
+            text=join_segment_text(segments),
+            language=language,
+            duration=duration,
+            segments=segments,
             task=options.task,
         )

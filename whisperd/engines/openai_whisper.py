@@ -10,6 +10,12 @@ generator so each 30 s window's segments reach `on_segment` as soon as that wind
 is decoded. Left out: `clip_timestamps`, `hallucination_silence_threshold`,
 `carry_initial_prompt` and console output, which whisperd never uses.
 `Options.vad_filter` has no openai-whisper counterpart and is ignored here.
+
+Audio under ~20 s may take the short path (`Options.short_path`, see
+`short_path.py`): the encoder runs on a shorter mel with its positional
+embedding sliced to match, and whisper's own `DecodingTask` decodes it
+(`openai_short.py`). When the guard distrusts the result, the request takes the
+windowed 30 s loop.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from whisperd.engines.base import (
     Word,
     join_segment_text,
 )
+from whisperd.engines import short_path
+from whisperd.engines.openai_short import transcribe_short
 from whisperd.errors import ConfigError, EngineError, InvalidParameter, UnsupportedForModel
 
 if TYPE_CHECKING:
@@ -92,6 +100,18 @@ class OpenAIWhisperEngine:
         segments: list[Segment] = []
         if is_digital_silence(audio):
             return Transcript("", options.language or "en", len(audio) / SAMPLE_RATE, (), task)
+        frames = short_path.usable(enabled=options.short_path, word_timestamps=options.word_timestamps,
+                                   temperature=options.temperature, n_samples=len(audio))
+        if frames is not None:
+            with self._lock, _engine_errors():
+                language = _check_language(options.language, self._whisper)
+                short = transcribe_short(self._whisper, audio, options, task, language, frames,
+                                         fp16=self.compute_type == "float16")
+            if short is not None:
+                if on_segment is not None:
+                    for seg in short.segments:
+                        on_segment(seg)
+                return short
         with self._lock:
             with _engine_errors():
                 run = _Run(self._whisper, audio, options, task, fp16=self.compute_type == "float16")

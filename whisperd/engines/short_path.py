@@ -54,7 +54,7 @@ def context_frames(n_samples: int, *, max_seconds: float = MAX_SECONDS) -> int |
     750
     >>> context_frames(8 * 16000)     # 800 + 400 of room
     1200
-    >>> context_frames(15 * 16000) is None  # would be a whole window anyway
+    >>> context_frames(20 * 16000) is None  # would be a whole window anyway
     True
     """
     if n_samples <= 0 or n_samples > max_seconds * SAMPLE_RATE:
