@@ -49,6 +49,20 @@ def mem_available_mb() -> float:
     return float("inf")
 
 
+def free_vram_mb() -> float:
+    """Free memory on the current CUDA device (workers there hold their model in VRAM).
+
+    Not exercised in CI: these machines have no GPU.
+    """
+    try:
+        import torch
+
+        free, _total = torch.cuda.mem_get_info()
+        return free / (1 << 20)
+    except Exception:  # no torch CUDA build: do not block spawning on a guess
+        return mem_available_mb()
+
+
 class Pool:
     def __init__(self, config: DaemonConfig, hot: HotLane, models: dict[str, ModelInfo], *,
                  engine: str, device: str, compute_type: str) -> None:
@@ -157,7 +171,8 @@ class Pool:
         if len(self.cold) >= self.config.max_cold_workers:
             return 0.0
         if now - self._free_memory_at > 1.0:
-            self._free_memory_cached, self._free_memory_at = mem_available_mb(), now
+            free = free_vram_mb() if self.device == "cuda" else mem_available_mb()
+            self._free_memory_cached, self._free_memory_at = free, now
         return self._free_memory_cached
 
     def _memory_estimate(self, model: str) -> float:
