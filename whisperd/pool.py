@@ -38,6 +38,11 @@ class Pending:
     enqueued: float = field(default_factory=time.monotonic)
 
 
+# After a failed cold start, its model gets no new cold workers for this long (the
+# hot worker takes the work meanwhile) - not a spawn loop.
+SPAWN_BACKOFF_S = 30.0
+
+
 def mem_available_mb() -> float:
     try:
         with open("/proc/meminfo") as f:
@@ -92,6 +97,7 @@ class Pool:
         self._size_guess_mb: dict[str, float] = {}
         self._free_memory_cached, self._free_memory_at = 0.0, float("-inf")
         self._tick: asyncio.Task | None = None
+        self._spawn_failed_at: dict[str, float] = {}  # model → when its cold start last failed
         self._closing = False
         self.on_change = lambda: None
 
@@ -200,6 +206,7 @@ class Pool:
             seconds_per_audio_s=self.seconds_per_audio_s,
             load_s=self._load_estimate(),
             since_last_reap_s=now - self._last_reap,
+            no_spawn_models=frozenset(m for m, t in self._spawn_failed_at.items() if now - t < SPAWN_BACKOFF_S),
         )
         decision = policy.decide(facts, self.settings)
         for job_id, lane_id in decision.assign:
@@ -287,7 +294,9 @@ class Pool:
         if worker.state == "dead":
             self.crashes += 1
             reason = worker.fatal.message if worker.fatal else "it exited while loading"
-            log.error("%s failed to start: %s", worker.id, reason)
+            log.error("%s failed to start: %s (no new %s workers for %.0f s)", worker.id, reason,
+                      worker.model, SPAWN_BACKOFF_S)
+            self._spawn_failed_at[worker.model] = time.monotonic()
             self.cold.pop(worker.id, None)
             self._fail_unservable(worker.model, reason)
         else:

@@ -45,6 +45,7 @@ OPS = ("transcribe", "status", "models", "ping")
 TASKS = ("transcribe", "translate")
 MAX_ID = 64
 MAX_PROMPT = 8 * 1024
+MAX_MODEL_NAME = 256
 _ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -177,7 +178,7 @@ def parse_request(payload: bytes, *, max_audio: int = DEFAULT_MAX_AUDIO) -> Requ
     elif not isinstance(rid, str) or not _ID_RE.match(rid):
         raise ProtocolError("header field 'id' must be 1-64 characters of [A-Za-z0-9._:-]")
     model = _optional(obj, "model", (str,), "a string")
-    if model is not None and not 0 < len(model) <= 256:
+    if model is not None and not 0 < len(model) <= MAX_MODEL_NAME:
         raise InvalidParameter("model name is too long", param="model")
     if op != "transcribe":
         return Request(op=op, id=rid, model=model)

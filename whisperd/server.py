@@ -46,12 +46,16 @@ def bind_unix_socket(path: str, mode: int, group: str) -> socket.socket:
     old_umask = os.umask(0o777 & ~mode)  # no window where the socket is wider open
     try:
         sock.bind(path)
+        os.chmod(path, mode)
+        if group:
+            os.chown(path, -1, grp.getgrnam(group).gr_gid)
+        sock.listen(128)
+    except (OSError, KeyError) as exc:
+        sock.close()
+        reason = f"no group {group!r}" if isinstance(exc, KeyError) else (exc.strerror or str(exc))
+        raise OSError(f"cannot listen on {path}: {reason}") from None
     finally:
         os.umask(old_umask)
-    os.chmod(path, mode)
-    if group:
-        os.chown(path, -1, grp.getgrnam(group).gr_gid)
-    sock.listen(128)
     return sock
 
 

@@ -131,7 +131,10 @@ def warm_fork_server(preload_torch: bool) -> None:
     fork_context(preload_torch)
     from multiprocessing import forkserver
 
-    forkserver.ensure_running()
+    try:
+        forkserver.ensure_running()
+    except Exception as exc:  # e.g. no usable temporary directory for its socket
+        log.warning("cannot start the cold-worker fork server (%s); the hot worker serves alone", exc)
 
 
 def rss_mb(pid: int) -> float:
