@@ -235,6 +235,9 @@ async def _daemon_status(request: web.Request) -> tuple[int, dict[str, Any]]:
         return 503, {"status": "unavailable", **error_dict(err)}
     metrics.daemon_up.set(1)
     metrics.queue.set(status.get("queue", 0))
+    metrics.loading.set(status.get("loading", 0))
+    metrics.spawns.set(status.get("spawns", 0))
+    metrics.crashes.set(status.get("crashes", 0))
     for kind, count in (status.get("workers") or {}).items():
         metrics.workers.labels(kind).set(count)
     if status.get("status") == "ready":

@@ -29,6 +29,12 @@ class Metrics:
         )
         self.queue = Gauge("whisperd_queue_depth", "Requests waiting in the daemon", registry=self.registry)
         self.workers = Gauge("whisperd_workers", "Workers in the daemon", ["kind"], registry=self.registry)
+        # The daemon's own counters, mirrored at each status read (gauges: the daemon owns them).
+        self.loading = Gauge("whisperd_workers_loading", "Cold workers still loading", registry=self.registry)
+        self.spawns = Gauge("whisperd_cold_spawns", "Cold workers started since the daemon started",
+                            registry=self.registry)
+        self.crashes = Gauge("whisperd_worker_crashes", "Cold workers that died unexpectedly or failed to start",
+                             registry=self.registry)
         self.daemon_up = Gauge("whisperd_daemon_up", "1 when the daemon answered the last status",
                                registry=self.registry)
 
