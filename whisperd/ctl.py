@@ -243,6 +243,10 @@ def format_status(status: dict[str, Any], socket_path: str) -> str:
     counts = [(status.get(k), label) for k, label in
               (("running", "running"), ("queue", "waiting"), ("served", "served"))]
     lines.append("  requests  " + ", ".join(f"{v} {label}" for v, label in counts if v is not None))
+    pool = [(status.get(k), label) for k, label in
+            (("loading", "loading"), ("spawns", "cold spawns"), ("crashes", "crashes"))]
+    if any(v is not None for v, _ in pool):
+        lines.append("  workers   " + ", ".join(f"{v} {label}" for v, label in pool if v is not None))
     if isinstance(status.get("uptime"), (int, float)):
         lines.append(f"  uptime    {_duration(status['uptime'])}")
     return "\n".join(lines)
