@@ -10,8 +10,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Callable
 
-from whisperd.config import DAEMON_SETTINGS, DaemonConfig, describe, from_command_line
-from whisperd.errors import ConfigError, WhisperdError
+from whisperd.config import DAEMON_SETTINGS, DaemonConfig, from_command_line
+from whisperd.errors import WhisperdError
 
 if TYPE_CHECKING:
     from whisperd.models import ModelInfo
@@ -19,9 +19,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("whisperd")
 
 
+DESCRIPTION = "Local Whisper speech-to-text daemon."
+
+
 def load_config(argv: list[str] | None = None) -> tuple[DaemonConfig, bool]:
-    return from_command_line("whisperd", "Local Whisper speech-to-text daemon.", DaemonConfig,
-                             DAEMON_SETTINGS, "whisperd", argv, os.environ)
+    return from_command_line("whisperd", DESCRIPTION, DaemonConfig, DAEMON_SETTINGS, "whisperd", argv, os.environ)
 
 
 async def serve(config: DaemonConfig) -> int:
@@ -160,23 +162,11 @@ def _reload(config: DaemonConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config, print_config = load_config(argv)
-    except ConfigError as err:
-        print(f"whisperd: {err.message}", file=sys.stderr)
-        return 2
-    if print_config:
-        print(describe(config, DAEMON_SETTINGS))
-        return 0
-    from whisperd.logging_setup import setup_logging
+    from whisperd.startup import prepare
 
-    setup_logging(config.log_level)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    config = prepare("whisperd", DESCRIPTION, DaemonConfig, DAEMON_SETTINGS, "whisperd", argv)
+    if isinstance(config, int):
+        return config
     try:
         return asyncio.run(serve(config))
     except WhisperdError as err:

@@ -1,0 +1,35 @@
+"""What both programs do before serving: flags → config (or a clean exit), logging, uvloop."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Sequence
+
+from whisperd.config import Setting, describe, from_command_line
+from whisperd.errors import ConfigError
+
+
+def prepare(prog: str, description: str, cls: type, settings: Sequence[Setting], section: str,
+            argv: Sequence[str] | None) -> Any:
+    """The frozen config ready to serve, or an exit code (2: bad config; 0: --print-config shown)."""
+    try:
+        config, print_config = from_command_line(prog, description, cls, settings, section, argv, os.environ)
+        if hasattr(config, "resolved_api_key"):
+            config.resolved_api_key()  # an unreadable key file is a config error, caught now
+    except ConfigError as err:
+        print(f"{prog}: {err.message}", file=sys.stderr)
+        return 2
+    if print_config:
+        print(describe(config, settings))
+        return 0
+    from whisperd.logging_setup import setup_logging
+
+    setup_logging(config.log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return config
