@@ -30,16 +30,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import ROOT, median, progress, table  # noqa: E402
+from bench.speech import COMMANDS  # noqa: E402
 from bench.wer import normalize, word_errors  # noqa: E402
 
 CACHE = ROOT / ".cache"
-SCRIPTS = [
-    "turn on the kitchen lights",
-    "what is the weather tomorrow",
-    "set a timer for ten minutes",
-    "play some quiet music",
-    "call my sister now",
-    "add milk to the shopping list",
+SCRIPTS = COMMANDS + [
     "open the garage door",
     "what time is it in London",
     "remind me to water the plants at six",

@@ -34,6 +34,9 @@ class Job:
     queued_at: float = field(default_factory=time.monotonic)
     retries: int = 0
 
+    def fraction_done(self, seg: Segment) -> float:
+        return min(1.0, seg.end / self.audio_seconds) if self.audio_seconds else 1.0
+
     def segment_callback(self, loop: asyncio.AbstractEventLoop) -> Callable[[Segment], None]:
         """The callback an engine calls from its thread: forward to the loop, or stop."""
 
@@ -41,8 +44,7 @@ class Job:
             if self.cancelled:
                 raise JobCancelled("the client went away")
             if self.on_segment is not None:
-                fraction = min(1.0, seg.end / self.audio_seconds) if self.audio_seconds else 1.0
-                loop.call_soon_threadsafe(self.on_segment, seg, fraction)
+                loop.call_soon_threadsafe(self.on_segment, seg, self.fraction_done(seg))
 
         return on_segment
 

@@ -228,8 +228,7 @@ class ColdWorker:
         if kind == "segment":
             seg = Segment.from_dict(msg["segment"])
             if job.on_segment is not None and not job.cancelled:
-                fraction = min(1.0, seg.end / job.audio_seconds) if job.audio_seconds else 1.0
-                job.on_segment(seg, fraction)
+                job.on_segment(seg, job.fraction_done(seg))
         elif kind == "result" and not self._result.done():
             self._result.set_result(Transcript.from_dict(msg["result"]))
         elif kind == "error" and not self._result.done():
