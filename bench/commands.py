@@ -10,8 +10,9 @@ machine slows both alike. Measured per stack:
 - burst: 12 commands posted at once; the wall time until the last answer
   (median of R bursts; the first burst also starts the cold workers).
 
-A third stack, short path on with `--max-cold-workers 0`, shows the burst served
-by the hot worker alone, one request after another.
+Two more stacks show the hot worker alone (`--max-cold-workers 0`): with its
+default slots (two 1-thread decodes at once on 2 cores) and with one slot (one
+request after another, every core on it) - the baseline for the slots.
 
 The accuracy table comes from bench/short_accuracy.py (run here unless
 `--accuracy` names JSON files it wrote). Both go to docs/performance.md,
@@ -19,7 +20,7 @@ section "commands". Goals (2 cores, tiny.en): a command ≤ 0.3 s, a burst of 12
 ≤ 1.5 s, accuracy not worse than the 30 s path.
 
     .venv/bin/python bench/commands.py [--engines faster-whisper,openai-whisper] [--n 10] [--bursts 3]
-        [--accuracy /tmp/sa/*.json] [--save-latency FILE | --latency FILE] [--no-write]
+        [--accuracy /tmp/sa/*.json] [--clips 48] [--save-latency FILE | --latency FILE] [--no-write]
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ MODES = {
     "off": ("--short-path", "off"),
     "on": ("--short-path", "on"),
     "on, hot worker only": ("--short-path", "on", "--max-cold-workers", "0"),
+    "on, hot worker only, 1 slot": ("--short-path", "on", "--max-cold-workers", "0", "--hot-slots", "1"),
 }
 
 
@@ -105,6 +107,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10, help="single commands per stack")
     ap.add_argument("--bursts", type=int, default=3)
     ap.add_argument("--accuracy", nargs="*", help="JSON files from bench/short_accuracy.py --json")
+    ap.add_argument("--clips", type=int, default=48, help="clips in the accuracy comparison")
     ap.add_argument("--latency", help="rows saved by an earlier --save-latency run: skip measuring")
     ap.add_argument("--save-latency", help="write the latency rows here (JSON)")
     ap.add_argument("--no-write", action="store_true")
@@ -129,10 +132,11 @@ def main() -> None:
             for key, r in json.loads(Path(f).read_text()).items():
                 results[tuple(key.split("|"))] = r
     else:
-        data = clips()
+        data = clips(args.clips)
         results = {(m, e): run(m, e, data, 5) for m in ("tiny.en", "base")
                    for e in ("faster-whisper", "openai-whisper")}
     acc_md = table(ACCURACY_HEADERS, rows(results))
+    n_clips = max(r["n"] for r in results.values())
     print(acc_md)
     worse = [f"{m} / {e}" for (m, e), r in results.items() if r["short"]["err"] > r["full"]["err"]]
     verdict = (
@@ -157,7 +161,7 @@ cold workers as configured by default), espeak-ng commands of 1-3 s:
 
 {lat_md}
 
-Accuracy, short path against the 30 s path, engine only, 48 clips (16 scripts × espeak-ng
+Accuracy, short path against the 30 s path, engine only, {n_clips} clips (up to 16 scripts × espeak-ng
 voices en-us/en-gb/en+f3/en-us+m3/en-gb+f2 at 135-190 wpm, every third with white noise at
 12 dB SNR), beam 5:
 

@@ -124,3 +124,28 @@ def test_a_model_whose_cold_start_failed_gets_no_spawn_and_the_hot_worker_takes_
     f = facts([job("film", 600)], no_spawn_models=frozenset({"tiny.en"}))
     d = decide(f, S)
     assert d.spawn == () and d.assign == (("film", "hot"),)
+
+
+def test_hot_layout_gives_each_slot_a_core_on_small_machines():
+    from whisperd.policy import hot_layout
+
+    assert hot_layout(cores=2, slots=0, threads=0, engine="faster-whisper", device="cpu") == (2, 1)
+    assert hot_layout(cores=1, slots=0, threads=0, engine="faster-whisper", device="cpu") == (1, 1)
+    assert hot_layout(cores=16, slots=0, threads=0, engine="faster-whisper", device="cpu") == (4, 4)
+    # cpu_threads caps the hot worker's threads, shared by its slots
+    assert hot_layout(cores=16, slots=0, threads=6, engine="faster-whisper", device="cpu") == (4, 1)
+    assert hot_layout(cores=8, slots=2, threads=0, engine="faster-whisper", device="cpu") == (2, 4)
+
+
+def test_hot_layout_keeps_one_slot_where_slots_would_not_help():
+    from whisperd.policy import hot_layout
+
+    assert hot_layout(cores=8, slots=0, threads=0, engine="faster-whisper", device="cuda") == (1, 8)
+    assert hot_layout(cores=8, slots=3, threads=0, engine="openai-whisper", device="cpu") == (1, 8)
+
+
+def test_two_idle_hot_slots_take_two_commands_and_no_worker_is_spawned():
+    slots = (WorkerFacts("hot", "hot", "tiny.en", "idle"), WorkerFacts("hot-2", "hot", "tiny.en", "idle"))
+    jobs = tuple(JobFacts(f"c{i}", 2.0, "tiny.en") for i in range(5))
+    d = decide(Facts(jobs, slots, 2, 8000, {"tiny.en": 300}), Settings())
+    assert sorted(wid for _, wid in d.assign) == ["hot", "hot-2"] and d.spawn == ()

@@ -140,3 +140,53 @@ async def test_a_full_queue_answers_overloaded():
         assert overloaded and answered and len(overloaded) + len(answered) == 8
     finally:
         d.stop()
+
+
+# --- the hot worker's slots: several requests at once on one copy of the model ------------
+
+
+@pytest.fixture(scope="module")
+def two_slot_daemon():
+    # No cold workers: whatever runs concurrently runs inside the hot worker.
+    d = Daemon("--engine", "faster-whisper", "--max-cold-workers", "0", "--hot-slots", "2",
+               "--long-audio-seconds", "600")
+    yield d
+    d.stop()
+
+
+async def test_the_hot_worker_decodes_two_requests_at_once(two_slot_daemon):
+    d = two_slot_daemon
+    s = status(d)
+    assert s["hot_slots"] == 2 and [l["id"] for l in s["lanes"]] == ["hot", "hot-2"]
+    audio = LONG_FILE.read_bytes()
+    async with AsyncClient(d.socket, size=2) as c:
+        tasks = [asyncio.ensure_future(c.transcribe(audio)) for _ in range(2)]
+        both_busy = await asyncio.to_thread(
+            wait_for, lambda: all(l["state"] == "busy" for l in status(d)["lanes"]), 60, "both slots busy")
+        replies = await asyncio.gather(*tasks)
+    assert both_busy and status(d)["workers"]["cold"] == 0
+    for r in replies:
+        assert r["worker"] == "hot"
+        assert word_recall(LONG_TEXT, r["result"]["text"]) >= 0.8
+    assert replies[0]["result"]["text"] == replies[1]["result"]["text"]  # slots share one model
+
+
+async def test_a_command_is_answered_while_a_long_file_holds_the_other_slot(two_slot_daemon):
+    long_audio, command = LONG_FILE.read_bytes(), FOX_FILES["wav"].read_bytes()
+    async with AsyncClient(two_slot_daemon.socket, size=2) as c:
+        long_task = asyncio.ensure_future(c.transcribe(long_audio))
+        await asyncio.to_thread(wait_for, lambda: status(two_slot_daemon)["running"] == 1, 30, "the long file")
+        reply = await c.transcribe(command)
+        assert not long_task.done(), "the command waited for the long file"
+        long_reply = await long_task
+    assert word_recall(FOX_TEXT, reply["result"]["text"]) >= 0.8
+    assert word_recall(LONG_TEXT, long_reply["result"]["text"]) >= 0.8
+
+
+def test_openai_whisper_keeps_one_slot():
+    d = Daemon("--engine", "openai-whisper", "--max-cold-workers", "0", "--hot-slots", "4")
+    try:
+        assert status(d)["hot_slots"] == 1
+        assert "1 hot slot × " in d.log()
+    finally:
+        d.stop()

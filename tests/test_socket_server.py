@@ -168,7 +168,8 @@ def test_oversized_audio_gets_its_error_even_while_the_client_is_still_sending()
 def test_queued_work_of_a_client_that_hangs_up_is_dropped():
     from tests.stack import Daemon
 
-    d = Daemon("--engine", "faster-whisper", "--max-cold-workers", "0")
+    # One slot, no cold workers: the second request must wait behind the first.
+    d = Daemon("--engine", "faster-whisper", "--max-cold-workers", "0", "--hot-slots", "1")
     try:
         busy = raw_conn(d.socket)
         long_audio = LONG_FILE.read_bytes()

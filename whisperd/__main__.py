@@ -14,6 +14,7 @@ from whisperd.config import DAEMON_SETTINGS, DaemonConfig, from_command_line
 from whisperd.errors import WhisperdError
 
 if TYPE_CHECKING:
+    from whisperd.engines.base import Engine
     from whisperd.models import ModelInfo
 
 log = logging.getLogger("whisperd")
@@ -28,8 +29,7 @@ def load_config(argv: list[str] | None = None) -> tuple[DaemonConfig, bool]:
 
 async def serve(config: DaemonConfig) -> int:
     from whisperd import systemd
-    from whisperd.engines import load_engine
-    from whisperd.hot import HotLane
+    from whisperd.hot import hot_lanes
     from whisperd.models import resolve_model
     from whisperd.pool import Pool
     from whisperd.worker import warm_fork_server
@@ -59,12 +59,10 @@ async def serve(config: DaemonConfig) -> int:
     model = resolve_model(config.model, config.cache_path, config.models_path)
     systemd.status(f"loading model {model.name} ({config.engine})…")
     log.info("loading model %s from %s (engine %s, device %s)", model.name, model.path, config.engine, config.device)
-    engine = await asyncio.to_thread(
-        load_engine, config.engine, model, device=config.device, compute_type=config.compute_type,
-        cpu_threads=config.cpu_threads, cache_dir=str(config.cache_path),
-    )
+    engine, slots, threads = await asyncio.to_thread(load_hot_engine, config, model)
     served = served_models(config, model)
-    pool = Pool(config, HotLane(engine, model.name), served, engine=engine.name, device=engine.device,
+    lanes = hot_lanes(engine, model.name, slots)
+    pool = Pool(config, lanes, served, engine=engine.name, device=engine.device,
                 compute_type=config.compute_type)
     if config.max_cold_workers > 0:
         # The fork server imports torch/ctranslate2 once, in the background; workers fork from it.
@@ -83,8 +81,9 @@ async def serve(config: DaemonConfig) -> int:
 
     server.on_change = pool.on_change = throttled_status(status_line)
     where = "an activated socket" if activated else config.socket
-    log.info("ready in %.2f s: model %s, engine %s (%s), device %s, listening on %s",
-             time.monotonic() - t0, model.name, engine.name, engine.compute_type, engine.device, where)
+    log.info("ready in %.2f s: model %s, engine %s (%s), device %s, %d hot slot%s × %d thread%s, listening on %s",
+             time.monotonic() - t0, model.name, engine.name, engine.compute_type, engine.device,
+             len(lanes), "s"[:len(lanes) > 1], threads, "s"[:threads > 1], where)
     systemd.ready(status_line())
     watchdog = systemd.Watchdog()
     watchdog.start()
@@ -102,6 +101,24 @@ async def serve(config: DaemonConfig) -> int:
                 pass
     log.info("stopped")
     return 0
+
+
+def load_hot_engine(config: DaemonConfig, model: "ModelInfo") -> tuple["Engine", int, int]:
+    """The resident model, sized for its slots: (engine, slots, CPU threads per slot)."""
+    from whisperd.engines import load_engine, resolve_engine_name
+    from whisperd.policy import hot_layout
+
+    name = resolve_engine_name(config.engine, model)
+    device = config.device
+    if device == "auto" and name == "faster-whisper":
+        from whisperd.engines.faster_whisper import pick_device
+
+        device = pick_device(device)
+    slots, threads = hot_layout(cores=os.cpu_count() or 1, slots=config.hot_slots, threads=config.cpu_threads,
+                                engine=name, device=device)
+    engine = load_engine(config.engine, model, device=device, compute_type=config.compute_type,
+                         cpu_threads=threads, workers=slots, cache_dir=str(config.cache_path))
+    return engine, slots, threads
 
 
 def throttled_status(make_line: Callable[[], str], interval: float = 0.25) -> Callable[[], None]:

@@ -106,7 +106,11 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
             "inference engine; auto picks by the model's kind"),
     Setting("device", "auto", _choice("auto", "cpu", "cuda"), "where to run the model"),
     Setting("compute_type", "auto", str, "precision: auto, float32, float16, int8, int8_float16..."),
-    Setting("cpu_threads", 0, _bounded(int, 0, 1024), "CPU threads per model (0: all cores)"),
+    Setting("cpu_threads", 0, _bounded(int, 0, 1024),
+            "CPU threads for the hot worker, shared by its slots (0: all cores)"),
+    Setting("hot_slots", 0, _bounded(int, 0, 64),
+            "requests the hot worker decodes at once on one copy of the model (0: auto - up to 4 on CPU "
+            "with faster-whisper, 1 on CUDA and with openai-whisper)"),
     Setting("beam_size", 5, _bounded(int, 1, 16), "default beam size"),
     Setting("no_speech_threshold", 0.6, _bounded(float, 0.0, 1.0),
             "drop segments whose no-speech probability is above this"),
@@ -160,6 +164,7 @@ class DaemonConfig:
     device: str
     compute_type: str
     cpu_threads: int
+    hot_slots: int
     beam_size: int
     no_speech_threshold: float
     vad_filter: bool

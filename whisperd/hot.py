@@ -1,6 +1,8 @@
-"""The hot lane: the resident model, in the daemon's own process, on one thread.
+"""The hot worker: the resident model, in the daemon's own process.
 
-A job whose client went away is stopped at the next segment boundary (the
+It has one lane per slot, each with its own thread; the slots share the one
+model (CTranslate2 replicas share weights), so several short requests decode
+at once. A job whose client went away is stopped at the next segment boundary (the
 engines call back once per segment).
 """
 
@@ -51,16 +53,17 @@ class Job:
 
 class HotLane:
     kind = "hot"
-    id = "hot"
+    name = "hot"  # what clients see: the slots are one worker
 
-    def __init__(self, engine: Engine, model: str) -> None:
+    def __init__(self, engine: Engine, model: str, slot: int = 1) -> None:
         self.engine = engine
         self.model = model
+        self.id = "hot" if slot == 1 else f"hot-{slot}"
         self.state = "idle"
         self.busy_until = 0.0
         self.idle_since = time.monotonic()
         self.served = 0
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="hot")
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=self.id)
 
     async def run(self, job: Job, pcm: np.ndarray) -> Transcript:
         loop = asyncio.get_running_loop()
@@ -82,3 +85,8 @@ class HotLane:
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+def hot_lanes(engine: Engine, model: str, slots: int) -> list[HotLane]:
+    """One lane per slot, never more than the engine can decode at once."""
+    return [HotLane(engine, model, i + 1) for i in range(max(1, min(slots, engine.concurrency)))]

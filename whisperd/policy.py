@@ -84,6 +84,35 @@ def split_threads(cores: int, running: list[str]) -> dict[str, int]:
     return {w: max(1, base + (1 if i < extra else 0)) for i, w in enumerate(sorted(running))}
 
 
+# More slots than this gain little: each needs a core, and single requests slow down.
+MAX_AUTO_HOT_SLOTS = 4
+
+
+def hot_layout(*, cores: int, slots: int, threads: int, engine: str, device: str) -> tuple[int, int]:
+    """(slots, CPU threads per slot) for the hot worker; 0 in a setting means auto.
+
+    Several slots decode at once on one copy of the model (CTranslate2's
+    inter_threads), one thread each by default: on 2 cores, two 1-thread slots
+    ran a 2.5 s command in 116 ms (one 2-thread decode: 172 ms) and a burst of
+    12 in 1.15 s (1.92 s), docs/performance.md. openai-whisper decodes one
+    request at a time (its kv-cache hooks live on the shared model); on CUDA
+    each slot would be another copy of the weights in VRAM, so one.
+
+    >>> hot_layout(cores=2, slots=0, threads=0, engine="faster-whisper", device="cpu")
+    (2, 1)
+    >>> hot_layout(cores=16, slots=0, threads=0, engine="faster-whisper", device="cpu")
+    (4, 4)
+    >>> hot_layout(cores=8, slots=0, threads=0, engine="openai-whisper", device="cpu")
+    (1, 8)
+    """
+    cores, total = max(1, cores), threads or max(1, cores)
+    if engine == "openai-whisper":
+        return 1, total
+    if slots <= 0:
+        slots = 1 if device == "cuda" else min(MAX_AUTO_HOT_SLOTS, total)
+    return slots, max(1, total // slots)
+
+
 def decide(facts: Facts, settings: Settings) -> Decision:
     idle = {w.id: w for w in facts.workers if w.state == "idle"}
     cold = [w for w in facts.workers if w.kind == "cold"]

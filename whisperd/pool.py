@@ -69,10 +69,11 @@ def free_vram_mb() -> float:
 
 
 class Pool:
-    def __init__(self, config: DaemonConfig, hot: HotLane, models: dict[str, ModelInfo], *,
+    def __init__(self, config: DaemonConfig, hot: list[HotLane], models: dict[str, ModelInfo], *,
                  engine: str, device: str, compute_type: str) -> None:
         self.config = config
-        self.hot = hot
+        self.hot = hot  # one lane per slot of the hot worker
+        self.engine = hot[0].engine
         self.models = models
         self.engine_name, self.device, self.compute_type = engine, device, compute_type
         self.settings = policy.Settings(
@@ -80,8 +81,9 @@ class Pool:
             long_audio_s=config.long_audio_seconds,
             idle_timeout_s=config.worker_idle_timeout,
             reap_stagger_s=max(1.0, config.worker_idle_timeout / 6),
-            hot_model=hot.model,
+            hot_model=hot[0].model,
         )
+        self._hot_by_id = {lane.id: lane for lane in hot}
         self.cold: dict[str, ColdWorker] = {}
         self.pending: list[Pending] = []
         self.running: dict[str, tuple[Any, Pending]] = {}  # job id → (lane, pending)
@@ -152,7 +154,7 @@ class Pool:
     # --- the policy loop ---------------------------------------------------------------
 
     def _lanes(self) -> list[Any]:
-        return [self.hot, *self.cold.values()]
+        return [*self.hot, *self.cold.values()]
 
     def _worker_facts(self, now: float) -> list[policy.WorkerFacts]:
         facts = []
@@ -212,7 +214,7 @@ class Pool:
         for job_id, lane_id in decision.assign:
             entry = next(p for p in self.pending if p.job.id == job_id)
             self.pending.remove(entry)
-            lane = self.hot if lane_id == "hot" else self.cold[lane_id]
+            lane = self._hot_by_id[lane_id] if lane_id in self._hot_by_id else self.cold[lane_id]
             lane.state = "busy"  # now, so the next decision sees it taken
             lane.busy_until = now + entry.job.audio_seconds * self.seconds_per_audio_s
             self.running[job_id] = (lane, entry)
@@ -233,7 +235,7 @@ class Pool:
         job = entry.job
         started = time.monotonic()
         try:
-            if lane is self.hot:
+            if lane.kind == "hot":
                 transcript = await lane.run(job, entry.pcm)
             else:
                 transcript = await lane.run(job, entry.pcm, self._timeout(job))
@@ -248,7 +250,7 @@ class Pool:
                 # Smoothed processing cost per audio second, for the policy's estimates.
                 self.seconds_per_audio_s = 0.7 * self.seconds_per_audio_s + 0.3 * (took / job.audio_seconds)
             if not entry.future.done():
-                entry.future.set_result((transcript, lane.id))
+                entry.future.set_result((transcript, "hot" if lane.kind == "hot" else lane.id))
         finally:
             self.running.pop(job.id, None)
             if entry.future.done() or job.cancelled:
@@ -341,6 +343,7 @@ class Pool:
             "queue": self.queue_depth,
             "running": len(self.running),
             "workers": {"hot": 1, "cold": len(self.cold)},
+            "hot_slots": len(self.hot),
             "loading": sum(1 for l in self.cold.values() if l.state == "loading"),
             "lanes": lanes,
             "spawns": self.spawns,
@@ -367,5 +370,6 @@ class Pool:
         for w in workers:
             w.stop()
         await asyncio.gather(*(w.wait_exit(5) for w in workers), return_exceptions=True)
-        self.hot.close()
+        for lane in self.hot:
+            lane.close()
         self._decode.shutdown(wait=False, cancel_futures=True)

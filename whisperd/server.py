@@ -92,7 +92,7 @@ class Server:
         await self.pool.drain(max(0.0, deadline - time.monotonic()))
 
     def status(self) -> dict[str, Any]:
-        engine = self.pool.hot.engine
+        engine = self.pool.engine
         return {
             "status": "draining" if self.draining else "ready",
             "version": __version__,

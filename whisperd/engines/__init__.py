@@ -29,14 +29,17 @@ def load_engine(
     device: str = "cpu",
     compute_type: str = "auto",
     cpu_threads: int = 0,
+    workers: int = 1,
     cache_dir: str | None = None,
 ) -> "Engine":
+    """`workers`: requests the engine may decode at once (faster-whisper only;
+    `cpu_threads` is then per worker)."""
     name = resolve_engine_name(engine, model)
     if name == "faster-whisper":
         from whisperd.engines.faster_whisper import FasterWhisperEngine
 
         return FasterWhisperEngine(
-            model, device=device, compute_type=compute_type, cpu_threads=cpu_threads
+            model, device=device, compute_type=compute_type, cpu_threads=cpu_threads, workers=workers
         )
     if name == "openai-whisper":
         from whisperd.engines.openai_whisper import OpenAIWhisperEngine

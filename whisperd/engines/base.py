@@ -124,6 +124,7 @@ class Engine(Protocol):
     name: str  # "faster-whisper" | "openai-whisper" | "null"
     device: str
     compute_type: str
+    concurrency: int  # requests it may decode at once (the hot worker's slots)
 
     def transcribe(
         self,

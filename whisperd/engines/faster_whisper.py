@@ -56,6 +56,7 @@ class FasterWhisperEngine:
         device: str = "auto",
         compute_type: str = "auto",
         cpu_threads: int = 0,
+        workers: int = 1,
     ) -> None:
         if model.kind != "ctranslate2":
             raise EngineError(f"faster-whisper needs a CTranslate2 model; {model.name} is {model.kind}")
@@ -65,12 +66,16 @@ class FasterWhisperEngine:
         self.device = pick_device(device)
         self.compute_type = pick_compute_type(compute_type, self.device)
         self.cpu_threads = cpu_threads or (os.cpu_count() or 1)
+        # Requests decoded at once: CTranslate2 runs `workers` replicas that share
+        # one copy of the weights, each on `cpu_threads` threads.
+        self.concurrency = max(1, workers)
         try:
             self._model = WhisperModel(
                 str(model.path),
                 device=self.device,
                 compute_type=self.compute_type,
                 cpu_threads=self.cpu_threads,
+                num_workers=self.concurrency,
                 local_files_only=True,
             )
         except ValueError as exc:  # e.g. a compute type this device cannot do

@@ -15,6 +15,7 @@ class NullEngine:
     name = "null"
     device = "cpu"
     compute_type = "none"
+    concurrency = 64  # stateless: any number of slots may call it at once
 
     def __init__(self, model: ModelInfo) -> None:
         self.model_info = model

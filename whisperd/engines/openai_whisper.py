@@ -65,6 +65,7 @@ COMPUTE_TYPES = ("auto", "default", "float32", "float16")
 
 class OpenAIWhisperEngine:
     name = "openai-whisper"
+    concurrency = 1  # one decode at a time, see the lock below
 
     def __init__(
         self,
