@@ -149,3 +149,12 @@ def test_two_idle_hot_slots_take_two_commands_and_no_worker_is_spawned():
     jobs = tuple(JobFacts(f"c{i}", 2.0, "tiny.en") for i in range(5))
     d = decide(Facts(jobs, slots, 2, 8000, {"tiny.en": 300}), Settings())
     assert sorted(wid for _, wid in d.assign) == ["hot", "hot-2"] and d.spawn == ()
+
+
+def test_a_deep_queue_still_sees_the_other_models_job_at_its_end():
+    # 200 commands for the busy hot worker, then one request for base: the commands are
+    # settled after the first, and the base job behind them still gets its cold worker.
+    busy = WorkerFacts("hot", "hot", "tiny.en", "busy", busy_remaining_s=0.1)
+    jobs = [job(f"c{i}", 2.0) for i in range(200)] + [job("b", 2.0, model="base", waited=0.0)]
+    d = decide(facts(jobs, (busy,)), S)
+    assert d.assign == () and d.spawn == (("base", 1),)

@@ -34,6 +34,7 @@ async def serve(config: DaemonConfig) -> int:
     from whisperd.pool import Pool
     from whisperd.worker import warm_fork_server
     from whisperd.server import Server, bind_unix_socket
+    from whisperd.startup import freeze_heap
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -84,6 +85,7 @@ async def serve(config: DaemonConfig) -> int:
     log.info("ready in %.2f s: model %s, engine %s (%s), device %s, %d hot slot%s × %d thread%s, listening on %s",
              time.monotonic() - t0, model.name, engine.name, engine.compute_type, engine.device,
              len(lanes), "s"[:len(lanes) > 1], threads, "s"[:threads > 1], where)
+    freeze_heap()
     systemd.ready(status_line())
     watchdog = systemd.Watchdog()
     watchdog.start()

@@ -123,10 +123,16 @@ def decide(facts: Facts, settings: Settings) -> Decision:
     # Lanes that are busy or loading, with when they free up (for rule 4's comparison).
     pending_free = {w.id: w.busy_remaining_s for w in facts.workers if w.state != "idle"}
 
+    # (model, long?) classes that can get nothing more in this decision: idle lanes only
+    # run out as the loop goes on, so every later job of the class would be skipped anyway.
+    # Keeps a decision over a deep queue linear in the jobs (the framework's ceiling).
+    settled: set[tuple[str, bool]] = set()
     for job in job_order(facts.jobs, settings.ageing):
+        long_job = job.audio_s > settings.long_audio_s
+        if (job.model, long_job) in settled:
+            continue
         cost = job.audio_s * facts.seconds_per_audio_s
         lanes = [w for w in facts.workers if w.model == job.model]
-        long_job = job.audio_s > settings.long_audio_s
         can_spawn = (job.model not in facts.no_spawn_models and cold_slots > 0
                      and free_mb - facts.worker_memory_mb.get(job.model, 1e9) >= settings.memory_reserve_mb)
         cold_possible = can_spawn or any(w.kind == "cold" for w in lanes)
@@ -150,6 +156,7 @@ def decide(facts: Facts, settings: Settings) -> Decision:
             spawn.append((job.model, 0))  # threads filled in below
             cold_slots -= 1
             free_mb -= facts.worker_memory_mb.get(job.model, 0.0)
+        settled.add((job.model, long_job))
 
     reap: list[str] = []
     queued_models = {j.model for j in facts.jobs}

@@ -198,6 +198,8 @@ class Pool:
         if self._closing and not self.pending:
             return
         now = time.monotonic()
+        if not self._may_act(now):
+            return
         facts = policy.Facts(
             jobs=tuple(policy.JobFacts(p.job.id, p.job.audio_seconds, p.job.model, now - p.enqueued)
                        for p in self.pending),
@@ -230,6 +232,19 @@ class Pool:
                 worker.stop()
         if decision.assign or decision.spawn or decision.reap:
             self.on_change()
+
+    def _may_act(self, now: float) -> bool:
+        """False when no decision could do anything: skip gathering the facts.
+
+        Nothing is queued and no idle cold worker is due to exit; or work is queued
+        but every lane is busy or loading, no worker may be started and none is
+        idle to reap. At the framework's ceiling the queue is deep and every lane
+        busy on almost every event.
+        """
+        if self.pending:
+            room = len(self.cold) < self.config.max_cold_workers
+            return room or any(lane.state == "idle" for lane in self._lanes())
+        return bool(self.cold) and now - self._last_reap >= self.settings.reap_stagger_s
 
     async def _run_on(self, lane: Any, entry: Pending) -> None:
         job = entry.job

@@ -33,3 +33,16 @@ def prepare(prog: str, description: str, cls: type, settings: Sequence[Setting],
     except ImportError:
         pass
     return config
+
+
+def freeze_heap() -> None:
+    """Move everything loaded so far out of the garbage collector's sight.
+
+    The modules, the model's Python objects and the app are never freed; left in
+    the tracked heap, every full collection walks them all, which showed up as
+    the slowest 1 % of requests at the framework's ceiling.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()

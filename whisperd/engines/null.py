@@ -15,7 +15,7 @@ class NullEngine:
     name = "null"
     device = "cpu"
     compute_type = "none"
-    concurrency = 64  # stateless: any number of slots may call it at once
+    concurrency = 1  # answers at once: more slots would only add threads contending for the GIL
 
     def __init__(self, model: ModelInfo) -> None:
         self.model_info = model
