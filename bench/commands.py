@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -101,6 +102,22 @@ def latency(engine: str, n: int, bursts: int) -> dict[str, dict]:
             stack.stop()
 
 
+LOAD_AT_START = "%.1f / %.1f / %.1f (1, 5, 15 min)" % os.getloadavg()
+GOAL_ONE_S, GOAL_BURST_S = 0.3, 1.5
+
+
+def goal_lines(lat_rows: list[list]) -> str:
+    """The goals against the default configuration's medians, per engine."""
+    out = []
+    for engine, mode, _n, one, _best, burst, _best_burst in lat_rows:
+        if mode != "on":
+            continue
+        out.append(f"- {engine}: one command {one:.2f} s (goal ≤ {GOAL_ONE_S} s: "
+                   f"{'met' if one <= GOAL_ONE_S else 'not met'}), burst of {BURST} {burst:.2f} s "
+                   f"(goal ≤ {GOAL_BURST_S} s: {'met' if burst <= GOAL_BURST_S else 'not met'})")
+    return "Goals (medians, default configuration):\n\n" + "\n".join(out) if out else ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--engines", default="faster-whisper,openai-whisper")
@@ -149,17 +166,22 @@ def main() -> None:
     print(verdict)
     if args.no_write:
         return
+    goals = goal_lines(lat_rows)
+    print(goals)
     update_section("commands", f"""
-## Voice commands: the short-audio path (bench/commands.py, bench/short_accuracy.py)
+## Voice commands: the short-audio path and the hot worker's slots (bench/commands.py, bench/short_accuracy.py)
 
-Measured {time.strftime('%Y-%m-%d')} at {git_rev()} on {machine()}, a machine shared with
-other work (load 4-6 on 2 cores while measuring): absolute seconds are noisy, the on/off
-comparison is interleaved and fair.
+Measured {time.strftime('%Y-%m-%d')} at {git_rev()} on {machine()}; load average
+{LOAD_AT_START} when the run began (the stacks are measured interleaved, so a busy moment slows
+every mode alike).
 
-End to end through HTTP (`whisperd` + `whisperd-shim`, tiny.en, default options: beam 5,
-cold workers as configured by default), espeak-ng commands of 1-3 s:
+End to end through HTTP (`whisperd` + `whisperd-shim`, tiny.en, default options: beam 5), espeak-ng
+commands of 1-3 s; "on" is the default configuration (short path on, two hot slots of one thread
+each on 2 cores, cold workers allowed):
 
 {lat_md}
+
+{goals}
 
 Accuracy, short path against the 30 s path, engine only, {n_clips} clips (up to 16 scripts × espeak-ng
 voices en-us/en-gb/en+f3/en-us+m3/en-gb+f2 at 135-190 wpm, every third with white noise at
@@ -185,17 +207,16 @@ Where the time goes. On the 30 s path the encoder dominates: profiled on tiny.en
 positions was ~75 % of `transcribe()`, `generate` ~25 %, features and Python ~1 %; so
 faster-whisper's high-level `transcribe()` adds little of its own - the gap between it and
 `generate` alone is the full-context encode, which the short path cuts to 375 positions.
-Goals: a single command ≤ 0.3 s was met by faster-whisper's best runs with the short path
-and missed by the medians on this loaded machine (the engine alone took a median 0.26 s in the
-accuracy run; the daemon, shim and HTTP add their share, see the overhead section); a burst of 12 ≤ 1.5 s is not met. The burst is served one command after
-another: with the hot worker alone it takes about 12 × one command, and cold workers do not
-shorten it on 2 cores - each is a whole process using every core, competing with the hot
-worker (and the first burst pays their start). Serving several short requests at once inside
-the hot worker (CTranslate2 workers sharing one model, threads partitioned across the cores)
-is the remaining step toward that goal.
 
-Commands: `.venv/bin/python bench/short_accuracy.py --json FILE` (per model/engine:
-`--models tiny.en --engines faster-whisper`), then
+Bursts: the hot worker has slots (`hot_slots`, auto: up to 4 on CPU): CTranslate2 replicas that
+share one copy of the weights, each decoding its own request on its own threads - on 2 cores, two
+1-thread slots. The "1 slot" row is the baseline (one request at a time with every core); the
+engine-only comparison of layouts, with their memory, is in the section "slots" below. Batching
+12 commands into one CPU call helped only float32/openai-whisper and made every request wait for
+the whole batch (measured while preparing this issue), so it is not used.
+
+Commands: `.venv/bin/python bench/commands.py` (all of it; `--clips N`, `--n N`, `--bursts N`), or
+`.venv/bin/python bench/short_accuracy.py --json FILE` per model/engine and then
 `.venv/bin/python bench/commands.py --accuracy FILE... [--save-latency L | --latency L]`.
 """)
 

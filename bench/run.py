@@ -4,6 +4,7 @@
     overhead            bench/overhead.py            server overhead, no-op ceiling, py-spy profile
     latency_under_load  bench/latency_under_load.py  voice commands while a long file runs; cold spawn
     commands            bench/commands.py            single commands and bursts of 12, short path accuracy
+    slots               bench/slots.py               the hot worker's slots × threads, engine only
 
 Each writes its own section of docs/performance.md (and its plots under docs/).
 A failing benchmark is reported and the others still run; the exit code is 1 if any failed.
@@ -30,6 +31,7 @@ BENCHES = {
     "overhead": ("overhead.py", ["--quick"]),
     "latency_under_load": ("latency_under_load.py", ["--commands", "3", "--spawn-repeats", "2"]),
     "commands": ("commands.py", ["--n", "4", "--bursts", "1", "--clips", "12"]),
+    "slots": ("slots.py", ["--runs", "1"]),
 }
 
 
