@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from shim.budget import Lease, UploadBudget
 from shim.cors import Cors, parse_origins
 from shim.errors import HTTPError, error_dict, error_response, http_exception_error
 from shim.form import AudioForm, read_form
@@ -38,6 +39,7 @@ CONFIG = web.AppKey("config", ShimConfig)
 METRICS = web.AppKey("metrics", Metrics)
 API_KEY = web.AppKey("api_key", str)
 CORS = web.AppKey("cors", Cors)
+BUDGET = web.AppKey("upload_budget", UploadBudget)
 OPEN_PATHS = ("/health", "/metrics")
 DEFAULT_ALIAS = "whisper-1"
 
@@ -98,12 +100,18 @@ async def translations(request: web.Request) -> web.StreamResponse:
 
 
 async def _audio(request: web.Request, *, task: str) -> web.StreamResponse:
+    # The upload's bytes count against the shim-wide budget until the answer is out.
+    with request.app[BUDGET].lease() as lease:
+        return await _audio_within(request, task, lease)
+
+
+async def _audio_within(request: web.Request, task: str, lease: Lease) -> web.StreamResponse:
     config = request.app[CONFIG]
     try:
         # Bounds the whole upload: a client trickling bytes cannot hold a request open.
         # (asyncio.timeout, not wait_for: no extra task, so a hang-up still cancels the handler.)
         async with asyncio.timeout(config.read_timeout):
-            form = await read_form(request, config.max_upload_bytes, translate=task == "translate")
+            form = await read_form(request, config.max_upload_bytes, translate=task == "translate", lease=lease)
     except TimeoutError:
         raise HTTPError("request_timeout",
                         f"the upload was not complete within {config.read_timeout:g} s") from None
@@ -265,6 +273,7 @@ def build_app(config: ShimConfig) -> web.Application:
     app[METRICS] = Metrics()
     app[API_KEY] = config.resolved_api_key()
     app[CORS] = Cors(parse_origins(config.cors_origins))
+    app[BUDGET] = UploadBudget(config.max_buffered_bytes)
     app[CLIENT] = AsyncClient(config.socket, size=config.connections)
     app.router.add_post("/v1/audio/transcriptions", transcriptions)
     app.router.add_post("/v1/audio/translations", translations)

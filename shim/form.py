@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 
+from shim.budget import Lease
 from shim.errors import HTTPError
 from whisperd.errors import WhisperdError
 from whisperd.formats import check_format
@@ -115,13 +116,14 @@ def _disposition(header: str | None) -> tuple[str, str]:
             content_disposition_filename(params, "filename") or "")
 
 
-async def read_form(request: web.Request, limit: int, *, translate: bool) -> AudioForm:
+async def read_form(request: web.Request, limit: int, *, translate: bool, lease: Lease | None = None) -> AudioForm:
+    """The validated form; the audio's bytes are taken from `lease` as they arrive."""
     ctype = request.content_type
     body_limit = _json_body_limit(limit) if ctype == "application/json" else limit + TEXT_FIELD_LIMIT
     if request.content_length is not None and request.content_length > body_limit:
         raise _too_large(limit)  # refused before reading a byte of it
     if ctype == "application/json":
-        return await _read_json(request, limit, translate=translate)
+        return await _read_json(request, limit, translate=translate, lease=lease)
     if ctype != "multipart/form-data":
         raise HTTPError("invalid_request", "send multipart/form-data with a 'file' field "
                         f"(got Content-Type {ctype or 'none'!r})")
@@ -141,7 +143,7 @@ async def read_form(request: web.Request, limit: int, *, translate: bool) -> Aud
                     raise HTTPError("invalid_parameter", "more than one 'file' field", param="file")
                 seen_file = True
                 form.filename = filename
-                form.audio = await _read_limited(part, limit, _too_large(limit))
+                form.audio = await _read_limited(part, limit, _too_large(limit), lease)
             else:
                 raw = await _read_limited(
                     part, TEXT_FIELD_LIMIT,
@@ -167,7 +169,7 @@ async def read_form(request: web.Request, limit: int, *, translate: bool) -> Aud
     return form
 
 
-async def _read_limited(part, limit: int, error: HTTPError) -> bytes:
+async def _read_limited(part, limit: int, error: HTTPError, lease: Lease | None = None) -> bytes:
     chunks = bytearray()
     while True:
         chunk = await part.read_chunk(256 * 1024)
@@ -175,10 +177,12 @@ async def _read_limited(part, limit: int, error: HTTPError) -> bytes:
             return bytes(chunks)
         if len(chunks) + len(chunk) > limit:
             raise error
+        if lease is not None:
+            lease.take(len(chunk))
         chunks += chunk
 
 
-async def _read_json(request: web.Request, limit: int, *, translate: bool) -> AudioForm:
+async def _read_json(request: web.Request, limit: int, *, translate: bool, lease: Lease | None = None) -> AudioForm:
     """Open-WebUI's JSON mode: `{"model", "language"?, "input_audio": {"data": b64, "format"}}`."""
     max_body = _json_body_limit(limit)
     body = bytearray()
@@ -186,6 +190,8 @@ async def _read_json(request: web.Request, limit: int, *, translate: bool) -> Au
         body += chunk
         if len(body) > max_body:
             raise _too_large(limit)
+        if lease is not None:
+            lease.take(len(chunk))
     try:
         obj = json.loads(body)
     except ValueError:

@@ -143,6 +143,8 @@ SHIM_SETTINGS: tuple[Setting, ...] = (
     Setting("api_key", "", str, "require this bearer key (empty: no auth)", secret=True),
     Setting("api_key_file", "", str, "read the bearer key from this file"),
     Setting("max_upload_bytes", 25 << 20, _parse_size, "largest audio upload (OpenAI's is 25 MiB)"),
+    Setting("max_buffered_bytes", 512 << 20, _parse_size,
+            "upload bytes held at once across all requests; beyond it uploads get 503 overloaded"),
     Setting("connections", 64, _bounded(int, 1, 1024),
             "requests forwarded to the daemon at once (the daemon's queue decides the rest)"),
     Setting("read_timeout", 120.0, _bounded(float, 1.0, 86400.0),
@@ -201,6 +203,7 @@ class ShimConfig:
     api_key: str
     api_key_file: str
     max_upload_bytes: int
+    max_buffered_bytes: int
     connections: int
     read_timeout: float
     request_timeout: float

@@ -440,3 +440,27 @@ def test_overload_over_http_is_503_with_retry_after_and_memory_stays_bounded():
     finally:
         shim.stop()
         d.stop()
+
+
+def test_uploads_past_the_shims_byte_budget_are_503_and_the_budget_comes_back(fw_stack):
+    shim = Shim(fw_stack.daemon.socket, "--max-buffered-bytes", "1M")
+    try:
+        audio = wav(tone(12.5))  # 400 KB
+        # One client sends 800 KB of a 900 KB upload and stalls: the shim holds what it read.
+        headers, body = audio_form(os.urandom(900_000), "big.wav")
+        stalled = socket.create_connection(("127.0.0.1", shim.port), timeout=10)
+        stalled.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\n"
+                        f"Content-Type: {headers['Content-Type']}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                        + body[:800_000])
+        refused = wait_until(lambda: (r := upload(shim.url, audio)).status == 503 and r, 10,
+                             "an upload refused while 800 KB are held")
+        err = assert_openai_error(refused, 503, "overloaded")
+        assert "max_buffered_bytes" in err["message"] and refused.headers["Retry-After"] == "1"
+        # A single upload over the whole budget is refused the same way.
+        assert_openai_error(upload(shim.url, wav(tone(40))), 503, "overloaded")
+        # The stalled client leaves: its bytes go back to the budget and uploads pass again.
+        stalled.close()
+        assert wait_until(lambda: upload(shim.url, audio).status == 200, 10, "the budget to come back")
+        assert upload(shim.url, audio).status == 200  # and it stays back: nothing was leaked
+    finally:
+        shim.stop()
