@@ -40,8 +40,9 @@ from whisperd.engines.base import (
     join_segment_text,
 )
 from whisperd.engines import short_path
+from whisperd.engines.openai_load import load_checkpoint, resolve_compute_type, resolve_device
 from whisperd.engines.openai_short import transcribe_short
-from whisperd.errors import ConfigError, EngineError, InvalidParameter, UnsupportedForModel
+from whisperd.errors import EngineError, InvalidParameter, UnsupportedForModel
 
 if TYPE_CHECKING:
     import torch
@@ -60,7 +61,6 @@ COMPRESSION_RATIO_THRESHOLD = 2.4
 LOGPROB_THRESHOLD = -1.0
 # Sampling candidates per window when the temperature is above 0 (whisper's CLI default).
 BEST_OF = 5
-COMPUTE_TYPES = ("auto", "default", "float32", "float16")
 
 
 class OpenAIWhisperEngine:
@@ -81,9 +81,9 @@ class OpenAIWhisperEngine:
         if cpu_threads > 0:
             torch.set_num_threads(cpu_threads)
         self.model_info = model
-        self.device = _resolve_device(device)
-        self.compute_type = _resolve_compute_type(compute_type, self.device)
-        self._whisper = _load(model, self.device, Path(cache_dir) if cache_dir else None)
+        self.device = resolve_device(device)
+        self.compute_type = resolve_compute_type(compute_type, self.device)
+        self._whisper = load_checkpoint(model, self.device, Path(cache_dir) if cache_dir else None)
         # whisper's decoder installs kv-cache hooks on the shared model per call,
         # so two decodes must never overlap.
         self._lock = threading.Lock()
@@ -147,63 +147,6 @@ def _engine_errors() -> Iterator[None]:
         yield
     except (RuntimeError, ValueError) as e:  # torch/whisper failures, CUDA out of memory
         raise EngineError(f"openai-whisper failed: {e}") from e
-
-
-# --- loading -------------------------------------------------------------------------
-
-
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for, but torch sees no CUDA device")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ConfigError(f"openai-whisper runs on cpu or cuda, not {device!r}")
-    return device
-
-
-def _resolve_compute_type(compute_type: str, device: str) -> str:
-    if compute_type not in COMPUTE_TYPES:
-        raise ConfigError(
-            f"openai-whisper computes in {', '.join(COMPUTE_TYPES)}, not {compute_type!r}"
-        )
-    on_gpu = device.startswith("cuda")
-    if compute_type in ("auto", "default"):
-        return "float16" if on_gpu else "float32"
-    if compute_type == "float16" and not on_gpu:
-        # As whisper itself does: CPU kernels have no fast float16 path.
-        log.warning("float16 is not supported on cpu; using float32")
-        return "float32"
-    return compute_type
-
-
-def _load(model: "ModelInfo", device: str, cache_dir: Path | None) -> "Whisper":
-    from whisperd.engines import convert
-
-    if model.kind == "ctranslate2":
-        if cache_dir is None:  # nowhere to keep it: convert in memory each start
-            return convert.load_whisper_model(convert.convert(model.path), device)
-        return convert.load_whisper_model(convert.checkpoint_path(model, cache_dir), device)
-    if model.kind == "openai-whisper":
-        whisper = convert.load_whisper_model(model.path, device)
-        _set_official_heads(whisper, model.name)
-        return whisper
-    raise EngineError(f"model {model.name!r} has unknown kind {model.kind!r}")
-
-
-def _set_official_heads(whisper: "Whisper", name: str) -> None:
-    """An official checkpoint (`tiny.pt`, `large-v3.pt`) carries no heads; whisper knows them."""
-    import whisper as openai_whisper
-
-    dump = getattr(openai_whisper, "_ALIGNMENT_HEADS", {}).get(name)
-    if dump is None:
-        return
-    try:
-        whisper.set_alignment_heads(dump)
-    except (ValueError, RuntimeError):  # same name, other shape: keep the default heads
-        log.warning("alignment heads for %r do not fit this checkpoint; using defaults", name)
 
 
 # --- options -------------------------------------------------------------------------
