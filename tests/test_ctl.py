@@ -212,3 +212,14 @@ def test_never_imports_an_engine(daemon):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.stderr.strip().splitlines()[-1] == "0 []", proc.stderr
+
+
+def test_status_summary_names_the_hot_workers_slots():
+    from whisperd.ctl import format_status
+
+    status = {"version": "0.1.0", "status": "ready", "model": "tiny.en", "workers": {"hot": 1, "cold": 0},
+              "hot_slots": 2, "lanes": [{"id": "hot", "model": "tiny.en", "state": "busy", "served": 3},
+                                        {"id": "hot-2", "model": "tiny.en", "state": "idle", "served": 1}]}
+    text = format_status(status, "/run/whisperd/whisperd.sock")
+    assert "1 hot, 0 cold (the hot one with 2 slots)" in text
+    assert "hot-2" in text and "busy" in text

@@ -158,7 +158,9 @@ def format_status(status: dict[str, Any], socket_path: str) -> str:
     lines.append(f"  model     {model}" + (f" ({', '.join(map(str, engine))})" if engine else ""))
     workers = status.get("workers")
     if isinstance(workers, dict):
-        lines.append("  workers   " + ", ".join(f"{v} {k}" for k, v in workers.items()))
+        slots = status.get("hot_slots")
+        lines.append("  workers   " + ", ".join(f"{v} {k}" for k, v in workers.items())
+                     + (f" (the hot one with {slots} slots)" if isinstance(slots, int) and slots > 1 else ""))
     for lane in status.get("lanes") or ():  # one line per worker: what it holds, what it does
         if isinstance(lane, dict):
             pid = f"  pid {lane['pid']}" if lane.get("pid") else ""
