@@ -127,8 +127,10 @@ def server_overhead(runs: dict[str, int], null_runs: int) -> tuple[list[list], l
     engine = load_engine("faster-whisper", resolve_model("tiny.en", CACHE), device="auto", compute_type="auto",
                          cache_dir=str(CACHE))
     direct, texts = {}, {}
-    progress("overhead: starting daemon (faster-whisper, --max-cold-workers 0) + shim")
-    stack = Stack("--engine", "faster-whisper", "--max-cold-workers", "0")
+    progress("overhead: starting daemon (faster-whisper, --max-cold-workers 0, --hot-slots 1) + shim")
+    # One slot: the request then runs on every core, like the in-process call, so the
+    # difference is the server's cost and not a different split of the threads.
+    stack = Stack("--engine", "faster-whisper", "--max-cold-workers", "0", "--hot-slots", "1")
     try:
         web, sock = HTTP(stack.url), Client(stack.daemon.socket, timeout=600)
         for label, audio in clips.items():
@@ -566,8 +568,9 @@ def main() -> int:
 
 ### Overhead: HTTP → shim → socket → daemon against an in-process call
 
-tiny.en, faster-whisper, compute type auto, beam 5, daemon with `--max-cold-workers 0` (every request on
-the hot lane, like the in-process call); medians, the three paths interleaved in one run. "In-process" is
+tiny.en, faster-whisper, compute type auto, beam 5, daemon with `--max-cold-workers 0 --hot-slots 1` (every
+request on the hot worker with all its threads, like the in-process call; the default two 1-thread slots
+trade a long file's speed for bursts, see the section "slots"); medians, the three paths interleaved in one run. "In-process" is
 `decode_audio()` + `Engine.transcribe()` here; "socket" is `whisperd.client.Client` to the daemon; "HTTP" is
 a keep-alive `http.client` POST of OpenAI's multipart form to the shim. Goals: ≤ 15 ms added on the 3 s clip,
 ≤ 3 % on the 30 s clip.
