@@ -90,6 +90,7 @@ def run(model_name: str, engine_name: str, data: list[tuple[str, np.ndarray, str
     from whisperd.engines.base import Options
     from whisperd.models import installed_models
 
+    progress(f"accuracy: {model_name} / {engine_name}, {len(data)} clips, both paths")
     model = installed_models(CACHE)[model_name]
     engine = load_engine(engine_name, model, cache_dir=str(CACHE))
     counter = _FallbackCounter()
@@ -113,6 +114,8 @@ def run(model_name: str, engine_name: str, data: list[tuple[str, np.ndarray, str
             if path == "full":
                 res["words"] += words
         res["differ"] += normalize(res["full"]["text"][-1]) != normalize(res["short"]["text"][-1])
+        if (i + 1) % 12 == 0 and i + 1 < len(data):
+            progress(f"accuracy: {model_name} / {engine_name}: {i + 1}/{len(data)} clips")
     res["fallbacks"] = counter.count
     logger.removeHandler(counter)
     return res
@@ -148,7 +151,6 @@ def main() -> None:
     results = {}
     for model in args.models.split(","):
         for engine in args.engines.split(","):
-            progress(f"{model} / {engine}")
             results[(model, engine)] = run(model, engine, data, args.beam)
     print(table(HEADERS, rows(results)))
     if args.json:

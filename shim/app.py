@@ -24,7 +24,7 @@ from aiohttp import web
 from shim.budget import Lease, UploadBudget
 from shim.cors import Cors, parse_origins
 from shim.errors import HTTPError, error_dict, error_response, http_exception_error
-from shim.form import AudioForm, read_form
+from shim.form import AudioForm, cache_aiohttp_disposition_parser, read_form
 from shim.metrics import CONTENT_TYPE_LATEST, Metrics
 from whisperd.client import AsyncClient
 from whisperd.config import ShimConfig
@@ -269,6 +269,7 @@ def build_app(config: ShimConfig) -> web.Application:
     # The upload limit is enforced while reading the form (shim/form.py); client_max_size only
     # guards aiohttp's own whole-body readers, which no route uses.
     app = web.Application(middlewares=[errors_and_metrics], client_max_size=config.max_upload_bytes + (1 << 20))
+    cache_aiohttp_disposition_parser()
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[API_KEY] = config.resolved_api_key()

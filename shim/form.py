@@ -107,6 +107,31 @@ def _json_body_limit(limit: int) -> int:
     return limit * 4 // 3 + 4 + TEXT_FIELD_LIMIT  # base64 is a third larger than the audio
 
 
+def cache_aiohttp_disposition_parser() -> None:
+    """Make aiohttp's own Content-Disposition parsing a cache lookup.
+
+    `MultipartReader.next()` parses the first part's header itself on every
+    request (a `_charset_` check), and aiohttp 3.x's parser rebuilds an escaped
+    128-character regex class on each call: 20-25 % of the shim's CPU at the
+    framework's ceiling (profiled, docs/performance.md). The parse is a pure
+    function of the header, so a bounded cache keyed by it changes nothing else;
+    each caller gets its own copy of the params.
+    """
+    from aiohttp import multipart
+
+    original = multipart.parse_content_disposition
+    if hasattr(original, "uncached"):
+        return
+    cached = functools.lru_cache(maxsize=256)(original)
+
+    def parse(header: str | None) -> tuple[str | None, dict[str, str]]:
+        disptype, params = cached(header)
+        return disptype, dict(params)
+
+    parse.uncached = original  # type: ignore[attr-defined]
+    multipart.parse_content_disposition = parse
+
+
 @functools.lru_cache(maxsize=256)
 def _disposition(header: str | None) -> tuple[str, str]:
     """(name, filename) of a part, parsed once: aiohttp's `part.name` and

@@ -283,3 +283,24 @@ async def test_metrics_in_prometheus_format(fw_stack):
     assert math.isfinite(samples[("whisperd_queue_depth", ())])
     assert samples[("whisperd_workers", (("kind", "hot"),))] == 1
     assert samples[("whisperd_daemon_up", ())] == 1
+
+
+def test_cached_content_disposition_parser_answers_as_aiohttps_own():
+    import warnings
+
+    from aiohttp import multipart
+
+    from shim.form import cache_aiohttp_disposition_parser
+
+    cache_aiohttp_disposition_parser()
+    cached = multipart.parse_content_disposition
+    original = cached.uncached
+    headers = ['form-data; name="file"; filename="a \\"b\\".wav"', "form-data; name=model",
+               "form-data; filename*=UTF-8''%C3%A9t%C3%A9.mp3; name=file", 'form-data; name="x"; name="y"',
+               "bad header;;", None, ""]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for h in headers:
+            assert cached(h) == original(h), h
+            first, second = cached(h), cached(h)
+            assert first[1] is not second[1]  # each caller gets its own params

@@ -351,3 +351,14 @@ def test_errors_cross_the_wire_with_their_codes():
         decode_audio(b"not audio" * 100)
     wire = WhisperdError.from_wire(err.value.to_wire())
     assert isinstance(wire, AudioDecodeError) and wire.code == "audio_decode_failed" and wire.param == "file"
+
+
+def test_only_canonical_wav_counts_as_plain():
+    # The daemon decodes these on its event loop; everything else goes to a decode thread.
+    tone = (np.sin(np.arange(16000) / 5) * 8000).astype("<i2")
+    assert audio.is_plain_wav(wav_bytes(tone, 16000))
+    assert not audio.is_plain_wav(wav_bytes(tone, 44100))
+    assert not audio.is_plain_wav(wav_bytes(np.repeat(tone, 2), 16000, channels=2))
+    assert not audio.is_plain_wav(wav_bytes(tone, 16000, data_size=0xFFFFFFFF))
+    assert not audio.is_plain_wav(FOX_FILES["mp3"].read_bytes())
+    assert not audio.is_plain_wav(b"RIFF")

@@ -113,6 +113,11 @@ def probe_duration(data: bytes | bytearray | memoryview) -> float | None:
 # --- the fast path: canonical 16-bit PCM WAV, already 16 kHz mono ------------------
 
 
+def is_plain_wav(data: bytes | bytearray | memoryview) -> bool:
+    """True when `decode_audio` needs no FFmpeg: a header walk and one array conversion."""
+    return _pcm16_mono_16k_wav_data(_byte_view(data)) is not None
+
+
 def _pcm16_mono_16k_wav_data(buf: memoryview) -> memoryview | None:
     """The sample bytes of a RIFF/WAVE file that is 16-bit PCM, mono, 16 kHz.
 
