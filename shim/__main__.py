@@ -11,7 +11,7 @@ log = logging.getLogger("shim")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from whisperd.startup import prepare
+    from whisperd.startup import freeze_heap, prepare
 
     config = prepare("whisperd-shim", "OpenAI-compatible HTTP API for whisperd.", ShimConfig, SHIM_SETTINGS,
                      "shim", argv)
@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
              f", CORS for {config.cors_origins}" if config.cors_origins else "")
     # handler_cancellation: a client that hangs up cancels its handler, which drops the
     # request in the daemon too, instead of transcribing for nobody.
-    web.run_app(build_app(config), host=config.host, port=config.port, print=None,
+    app = build_app(config)
+    freeze_heap()
+    web.run_app(app, host=config.host, port=config.port, print=None,
                 access_log=None, shutdown_timeout=10, handler_cancellation=True)
     return 0
 
