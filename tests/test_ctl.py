@@ -192,7 +192,10 @@ def test_usage_errors_exit_2(capsys):
 def test_ctrl_c_exits_130_and_daemon_keeps_serving(daemon, capsys):
     proc = subprocess.Popen([sys.executable, "-m", "whisperd.ctl", "--socket", daemon.socket,
                              "transcribe", "--progress", str(LONG_FILE)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                            # As at a terminal: a run started in the background (`cmd &`) inherits
+                            # SIGINT ignored, and Python then never raises KeyboardInterrupt.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stderr.readline().startswith(b"[")  # the 0% bar: it is waiting on the daemon
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
