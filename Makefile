@@ -59,7 +59,14 @@ distclean: clean
 deb:
 	packaging/build-deb.sh
 
+# test-deb rebuilds first when there is no package yet or a packaged source is newer
+# than it (testing a stale .deb would prove nothing about the tree).
 test-deb:
-	@ls dist/whisperd_*.deb >/dev/null 2>&1 || packaging/build-deb.sh
+	@deb=$$(ls dist/whisperd_*.deb 2>/dev/null | head -n1); \
+	if [ -z "$$deb" ] || [ -n "$$(find whisperd shim packaging setup.cfg pyproject.toml requirements \
+	        -type f -not -path '*/__pycache__/*' -newer "$$deb" -print -quit)" ]; then \
+	    echo "test-deb: building the package first (none yet, or sources newer than it)"; \
+	    packaging/build-deb.sh; \
+	fi
 	packaging/test-deb.sh
 # ---- end of Debian package block ----------------------------------------------
