@@ -29,7 +29,10 @@ venv: $(VENV)/.stamp
 serve: venv
 	@mkdir -p $(RUN)
 	@echo "whisperd: socket $(SOCKET); OpenAI API on http://$(HOST):$(PORT)/v1 (Ctrl-C stops both)"
-	@trap 'kill $$d $$s 2>/dev/null; wait $$d $$s 2>/dev/null; exit 0' INT TERM; \
+	@# Ctrl-C reaches the whole foreground group: the daemon and the shim drain on their own, and
+	@# a TERM on top would count as a second signal ("stop now"). Only a TERM to make is forwarded.
+	@trap 'wait $$d $$s 2>/dev/null; exit 0' INT; \
+	trap 'kill $$d $$s 2>/dev/null; wait $$d $$s 2>/dev/null; exit 0' TERM; \
 	$(BIN)/whisperd --socket $(SOCKET) --cache-dir .cache --config /dev/null & d=$$!; \
 	$(BIN)/whisperd-shim --socket $(SOCKET) --host $(HOST) --port $(PORT) --config /dev/null & s=$$!; \
 	wait $$d; rc=$$?; kill $$s 2>/dev/null; wait $$s 2>/dev/null; exit $$rc
