@@ -14,37 +14,13 @@ import time
 
 from openai import OpenAI
 
+from tests.reliability.probes import cmdline, descendants, state, wait_until
 from tests.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, word_recall
 from tests.stack import ROOT, free_port
 
 
-def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
-    children: dict[int, list[int]] = {}
-    for line in out.splitlines():
-        p, pp = map(int, line.split())
-        children.setdefault(pp, []).append(p)
-    found, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            found.append(c)
-            todo.append(c)
-    return found
-
-
 def _alive(pids: list[int]) -> list[str]:
-    out = []
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/status") as f:
-                if "zombie" in f.read().lower():
-                    continue
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ")[:120].decode(errors="replace")
-            out.append(f"{p}: {cmdline}")
-        except OSError:
-            continue  # gone
-    return out
+    return [f"{p}: {cmdline(p)[:120]}" for p in pids if state(p) not in ("gone", "Z")]
 
 
 def test_make_serve_answers_and_ctrl_c_drains_in_flight_work(tmp_path):
@@ -75,7 +51,7 @@ def test_make_serve_answers_and_ctrl_c_drains_in_flight_work(tmp_path):
         t = threading.Thread(target=long_request)
         t.start()
         time.sleep(0.7)  # the upload is in; the transcription is running
-        pids = _descendants(make.pid)
+        pids = descendants(make.pid)
         os.killpg(make.pid, signal.SIGINT)  # Ctrl-C
         t.join(120)
         # make itself dies of the SIGINT, as after any Ctrl-C; what matters is what it ran.
@@ -83,10 +59,12 @@ def test_make_serve_answers_and_ctrl_c_drains_in_flight_work(tmp_path):
         assert word_recall(LONG_TEXT, in_flight.get("text", "")) >= 0.8, in_flight
         output = (tmp_path / "serve.log").read_text()
         assert "stopping now" not in output and "whisperd: stopped" in output, output
-        deadline = time.monotonic() + 15  # the fork server and workers follow the daemon out
-        while (alive := _alive(pids)) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert alive == [], (alive, output)
+        # The fork server and workers follow the daemon out.
+        try:
+            wait_until(lambda: not _alive(pids), 15, "every process make serve started to exit")
+        except TimeoutError:
+            pass
+        assert _alive(pids) == [], (_alive(pids), output)
     finally:
         if make.poll() is None:
             os.killpg(make.pid, signal.SIGKILL)
