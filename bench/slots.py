@@ -35,13 +35,9 @@ from bench.report import ROOT, git_rev, machine, median, progress, table, update
 BURST = 12
 
 
-def layouts(cores: int) -> list[tuple[int, int]]:
-    """One slot with every core (the baseline), the default, and one slot per core."""
-    from whisperd.policy import hot_layout
-
-    default = hot_layout(cores=cores, slots=0, threads=0, engine="faster-whisper", device="cpu")
-    out = [(1, cores), default, (cores, 1), (min(4, 2 * cores), 1)]
-    return list(dict.fromkeys(out))
+def layouts(cores: int, default: tuple[int, int]) -> list[tuple[int, int]]:
+    """One slot with every core (the baseline), the default, one slot per core, and two per core."""
+    return list(dict.fromkeys([(1, cores), default, (cores, 1), (min(4, 2 * cores), 1)]))
 
 
 def measure_one(slots: int, threads: int, runs: int) -> dict:
@@ -99,7 +95,7 @@ def main() -> int:
     default = hot_layout(cores=cores, slots=0, threads=0, engine="faster-whisper", device="cpu")
     load_at_start = "%.1f / %.1f / %.1f" % os.getloadavg()
     results = {}
-    for slots, threads in layouts(cores):
+    for slots, threads in layouts(cores, default):
         progress(f"{slots} slot(s) × {threads} thread(s)")
         proc = subprocess.run([sys.executable, __file__, "--one", str(slots), str(threads), "--runs", str(args.runs)],
                               capture_output=True, text=True, cwd=ROOT)

@@ -60,11 +60,10 @@ async def serve(config: DaemonConfig) -> int:
     model = resolve_model(config.model, config.cache_path, config.models_path)
     systemd.status(f"loading model {model.name} ({config.engine})…")
     log.info("loading model %s from %s (engine %s, device %s)", model.name, model.path, config.engine, config.device)
-    engine, slots, threads = await asyncio.to_thread(load_hot_engine, config, model)
+    engine, threads = await asyncio.to_thread(load_hot_engine, config, model)
     served = served_models(config, model)
-    lanes = hot_lanes(engine, model.name, slots)
-    pool = Pool(config, lanes, served, engine=engine.name, device=engine.device,
-                compute_type=config.compute_type)
+    lanes = hot_lanes(engine, model.name)
+    pool = Pool(config, lanes, served)
     if config.max_cold_workers > 0:
         # The fork server imports torch/ctranslate2 once, in the background; workers fork from it.
         asyncio.get_running_loop().run_in_executor(None, warm_fork_server, engine.name == "openai-whisper")
@@ -105,8 +104,8 @@ async def serve(config: DaemonConfig) -> int:
     return 0
 
 
-def load_hot_engine(config: DaemonConfig, model: "ModelInfo") -> tuple["Engine", int, int]:
-    """The resident model, sized for its slots: (engine, slots, CPU threads per slot)."""
+def load_hot_engine(config: DaemonConfig, model: "ModelInfo") -> tuple["Engine", int]:
+    """The resident model sized for its slots (`engine.concurrency`), and the CPU threads per slot."""
     from whisperd.engines import load_engine, resolve_engine_name
     from whisperd.policy import hot_layout
 
@@ -120,7 +119,7 @@ def load_hot_engine(config: DaemonConfig, model: "ModelInfo") -> tuple["Engine",
                                 engine=name, device=device)
     engine = load_engine(config.engine, model, device=device, compute_type=config.compute_type,
                          cpu_threads=threads, workers=slots, cache_dir=str(config.cache_path))
-    return engine, slots, threads
+    return engine, threads
 
 
 def throttled_status(make_line: Callable[[], str], interval: float = 0.25) -> Callable[[], None]:

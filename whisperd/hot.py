@@ -87,6 +87,6 @@ class HotLane:
         self._thread.shutdown(wait=False, cancel_futures=True)
 
 
-def hot_lanes(engine: Engine, model: str, slots: int) -> list[HotLane]:
-    """One lane per slot, never more than the engine can decode at once."""
-    return [HotLane(engine, model, i + 1) for i in range(max(1, min(slots, engine.concurrency)))]
+def hot_lanes(engine: Engine, model: str) -> list[HotLane]:
+    """One lane per request the engine decodes at once (its slots)."""
+    return [HotLane(engine, model, i + 1) for i in range(max(1, engine.concurrency))]

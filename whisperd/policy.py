@@ -93,8 +93,8 @@ def hot_layout(*, cores: int, slots: int, threads: int, engine: str, device: str
 
     Several slots decode at once on one copy of the model (CTranslate2's
     inter_threads), one thread each by default: on 2 cores, two 1-thread slots
-    ran a 2.5 s command in 116 ms (one 2-thread decode: 172 ms) and a burst of
-    12 in 1.15 s (1.92 s), docs/performance.md. openai-whisper decodes one
+    decoded a command in 124 ms (one 2-thread decode: 147 ms) and a burst of 12
+    in 1.19 s (2.0-4.5 s), docs/performance.md section "slots". openai-whisper decodes one
     request at a time (its kv-cache hooks live on the shared model); on CUDA
     each slot would be another copy of the weights in VRAM, so one.
 

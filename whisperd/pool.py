@@ -73,13 +73,11 @@ def free_vram_mb() -> float:
 
 
 class Pool:
-    def __init__(self, config: DaemonConfig, hot: list[HotLane], models: dict[str, ModelInfo], *,
-                 engine: str, device: str, compute_type: str) -> None:
+    def __init__(self, config: DaemonConfig, hot: list[HotLane], models: dict[str, ModelInfo]) -> None:
         self.config = config
         self.hot = hot  # one lane per slot of the hot worker
-        self.engine = hot[0].engine
+        self.engine = hot[0].engine  # cold workers run the same engine on the same device
         self.models = models
-        self.engine_name, self.device, self.compute_type = engine, device, compute_type
         self.settings = policy.Settings(
             max_cold_workers=config.max_cold_workers,
             long_audio_s=config.long_audio_seconds,
@@ -186,7 +184,7 @@ class Pool:
         if len(self.cold) >= self.config.max_cold_workers:
             return 0.0
         if now - self._free_memory_at > 1.0:
-            free = free_vram_mb() if self.device == "cuda" else mem_available_mb()
+            free = free_vram_mb() if self.engine.device == "cuda" else mem_available_mb()
             self._free_memory_cached, self._free_memory_at = free, now
         return self._free_memory_cached
 
@@ -272,7 +270,7 @@ class Pool:
                 # Smoothed processing cost per audio second, for the policy's estimates.
                 self.seconds_per_audio_s = 0.7 * self.seconds_per_audio_s + 0.3 * (took / job.audio_seconds)
             if not entry.future.done():
-                entry.future.set_result((transcript, "hot" if lane.kind == "hot" else lane.id))
+                entry.future.set_result((transcript, lane.name))
         finally:
             self.running.pop(job.id, None)
             if entry.future.done() or job.cancelled:
@@ -303,9 +301,9 @@ class Pool:
         wid = f"cold-{self._next_id}"
         self._next_id += 1
         worker = ColdWorker(
-            wid, self.models[model], engine=self.engine_name, device=self.device,
-            compute_type=self.compute_type, threads=threads, cache_dir=str(self.config.cache_path),
-            context=fork_context(self.engine_name == "openai-whisper"),
+            wid, self.models[model], engine=self.engine.name, device=self.engine.device,
+            compute_type=self.config.compute_type, threads=threads, cache_dir=str(self.config.cache_path),
+            context=fork_context(self.engine.name == "openai-whisper"),
         )
         self.cold[wid] = worker
         self.spawns += 1

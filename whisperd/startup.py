@@ -39,8 +39,8 @@ def freeze_heap() -> None:
     """Move everything loaded so far out of the garbage collector's sight.
 
     The modules, the model's Python objects and the app are never freed; left in
-    the tracked heap, every full collection walks them all, which showed up as
-    the slowest 1 % of requests at the framework's ceiling.
+    the tracked heap, every full collection would walk them all again, pausing
+    whatever requests are in flight.
     """
     import gc
 

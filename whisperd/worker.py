@@ -153,7 +153,7 @@ class ColdWorker:
 
     def __init__(self, wid: str, model: ModelInfo, *, engine: str, device: str, compute_type: str,
                  threads: int, cache_dir: str, context: Any) -> None:
-        self.id = wid
+        self.id = self.name = wid  # name: what clients see (the hot worker's slots share one)
         self.model = model.name
         self.threads = threads
         self.state = "loading"
