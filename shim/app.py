@@ -262,6 +262,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
     await _daemon_status(request)  # refresh the daemon gauges
+    request.app[METRICS].uploads_held.set(request.app[BUDGET].held)
     return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -29,6 +29,16 @@ class Lease:
         self.budget = budget
         self.held = 0
 
+    def cover(self, received: int) -> None:
+        """The request has now received `received` body bytes in all; hold as many.
+
+        Counted from what reached the shim, not from what a parser has handed
+        over: aiohttp's multipart reader keeps the last chunk back (up to the
+        read size) while it looks for the boundary, and those bytes are held too.
+        """
+        if received > self.held:
+            self.take(received - self.held)
+
     def take(self, n: int) -> None:
         b = self.budget
         if b.held + n > b.limit:

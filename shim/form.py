@@ -13,7 +13,7 @@ import functools
 import json
 from dataclasses import dataclass, field
 
-from aiohttp import BodyPartReader, hdrs, multipart, web
+from aiohttp import BodyPartReader, StreamReader, hdrs, multipart, web
 from aiohttp.multipart import content_disposition_filename
 
 from shim.budget import Lease
@@ -140,7 +140,7 @@ def _disposition(header: str | None) -> tuple[str, str]:
 
 
 async def read_form(request: web.Request, limit: int, *, translate: bool, lease: Lease | None = None) -> AudioForm:
-    """The validated form; the audio's bytes are taken from `lease` as they arrive."""
+    """The validated form; the body bytes received are held in `lease` as they arrive."""
     ctype = request.content_type
     body_limit = _json_body_limit(limit) if ctype == "application/json" else limit + TEXT_FIELD_LIMIT
     if request.content_length is not None and request.content_length > body_limit:
@@ -166,7 +166,7 @@ async def read_form(request: web.Request, limit: int, *, translate: bool, lease:
                     raise HTTPError("invalid_parameter", "more than one 'file' field", param="file")
                 seen_file = True
                 form.filename = filename
-                form.audio = await _read_limited(part, limit, _too_large(limit), lease)
+                form.audio = await _read_limited(part, limit, _too_large(limit), lease, request.content)
             else:
                 raw = await _read_limited(
                     part, TEXT_FIELD_LIMIT,
@@ -192,7 +192,8 @@ async def read_form(request: web.Request, limit: int, *, translate: bool, lease:
     return form
 
 
-async def _read_limited(part, limit: int, error: HTTPError, lease: Lease | None = None) -> bytes:
+async def _read_limited(part, limit: int, error: HTTPError, lease: Lease | None = None,
+                        body: StreamReader | None = None) -> bytes:
     chunks = bytearray()
     while True:
         chunk = await part.read_chunk(256 * 1024)
@@ -200,8 +201,8 @@ async def _read_limited(part, limit: int, error: HTTPError, lease: Lease | None 
             return bytes(chunks)
         if len(chunks) + len(chunk) > limit:
             raise error
-        if lease is not None:
-            lease.take(len(chunk))
+        if lease is not None and body is not None:
+            lease.cover(body.total_bytes)
         chunks += chunk
 
 
@@ -214,7 +215,7 @@ async def _read_json(request: web.Request, limit: int, *, translate: bool, lease
         if len(body) > max_body:
             raise _too_large(limit)
         if lease is not None:
-            lease.take(len(chunk))
+            lease.cover(request.content.total_bytes)
     try:
         obj = json.loads(body)
     except ValueError:

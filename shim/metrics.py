@@ -27,6 +27,9 @@ class Metrics:
             "whisperd_audio_seconds", "Seconds of audio per transcription",
             registry=self.registry, buckets=(1, 3, 5, 10, 30, 60, 300, 900, 3600),
         )
+        self.uploads_held = Gauge("whisperd_upload_bytes_held",
+                                  "Upload bytes the shim holds now (bounded by max_buffered_bytes)",
+                                  registry=self.registry)
         self.queue = Gauge("whisperd_queue_depth", "Requests waiting in the daemon", registry=self.registry)
         self.workers = Gauge("whisperd_workers", "Workers in the daemon", ["kind"], registry=self.registry)
         # The daemon's own counters, mirrored at each status read (gauges: the daemon owns them).
