@@ -31,6 +31,7 @@ from whisperd.config import ShimConfig
 from whisperd.engines.base import Transcript
 from whisperd.errors import WhisperdError
 from whisperd.formats import render_bytes
+from whisperd.models import DEFAULT_ALIASES
 
 log = logging.getLogger("shim")
 
@@ -41,7 +42,6 @@ API_KEY = web.AppKey("api_key", str)
 CORS = web.AppKey("cors", Cors)
 BUDGET = web.AppKey("upload_budget", UploadBudget)
 OPEN_PATHS = ("/health", "/metrics")
-DEFAULT_ALIAS = "whisper-1"
 
 
 def _route_name(request: web.Request) -> str:
@@ -214,8 +214,9 @@ async def _model_list(request: web.Request) -> list[dict[str, Any]]:
     data = []
     default = next((m for m in served if m.get("default")), None)
     if default is not None:
-        data.append(_model_object(DEFAULT_ALIAS, alias_of=default["id"], loaded=bool(default.get("loaded")),
-                                  multilingual=bool(default.get("multilingual"))))
+        data.extend(_model_object(alias, alias_of=default["id"], loaded=bool(default.get("loaded")),
+                                  multilingual=bool(default.get("multilingual")))
+                    for alias in DEFAULT_ALIASES)
     for m in served:
         data.append(_model_object(m["id"], loaded=bool(m.get("loaded")), multilingual=bool(m.get("multilingual")),
                                   default=bool(m.get("default"))))

@@ -216,6 +216,16 @@ def test_default_model_by_name_with_language_name_and_prompt(fw_stack):
     assert word_recall(FOX_TEXT, result.text) >= 0.8
 
 
+@pytest.mark.parametrize("model", ["gpt-4o-transcribe", "gpt-4o-mini-transcribe"])
+def test_openais_newer_model_names_mean_the_default_model(fw_stack, model):
+    """Agent frameworks and voice SDKs hard-code these; they get the default model, not a 404."""
+    with sdk(fw_stack) as client:
+        result = client.audio.transcriptions.create(model=model, file=FOX)
+        alias = client.models.retrieve(model)
+    assert word_recall(FOX_TEXT, result.text) >= 0.8
+    assert alias.model_dump()["alias_of"] == "tiny.en"
+
+
 async def test_unknown_model_is_404_model_not_found_async(fw_stack):
     async with async_sdk(fw_stack) as client:
         with pytest.raises(NotFoundError) as info:
@@ -244,7 +254,7 @@ def test_models_list_and_retrieve(fw_stack):
         alias = client.models.retrieve("whisper-1")
         with pytest.raises(NotFoundError) as info:
             client.models.retrieve("large-v9")
-    assert {"whisper-1", "tiny.en", "base"} <= set(listed)
+    assert {"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "tiny.en", "base"} <= set(listed)
     for m in listed.values():
         assert m.object == "model" and isinstance(m.created, int) and m.owned_by == "whisperd"
     tiny, base = listed["tiny.en"].model_dump(), listed["base"].model_dump()

@@ -26,8 +26,9 @@ from whisperd.errors import ModelNotFound
 log = logging.getLogger("whisperd.models")
 
 DEFAULT_MODEL = "tiny.en"
-# Names OpenAI clients send that mean "the default model".
-DEFAULT_ALIASES = ("whisper-1",)
+# Names OpenAI clients send that mean "the default model": `whisper-1`, and the
+# newer transcription models that agent frameworks and voice SDKs hard-code.
+DEFAULT_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
 
 
 @dataclass(frozen=True)

@@ -171,7 +171,7 @@ class Server:
             return self.model
         if requested in self.pool.models:
             return self.pool.models[requested]
-        served = ", ".join(["whisper-1", *sorted(self.pool.models)])
+        served = ", ".join([*DEFAULT_ALIASES, *sorted(self.pool.models)])
         raise ModelNotFound(f"model {requested!r} is not served here (served: {served})")
 
     def _options(self, request: protocol.Request, model: ModelInfo) -> Options:
