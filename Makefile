@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: venv serve test soak bench clean distclean
+.PHONY: venv node-sdk serve test soak bench clean distclean
 
 # The stamp depends on every requirements file: a second run does nothing
 # unless one of them changed.
@@ -25,6 +25,16 @@ $(VENV)/.stamp: requirements/*.txt setup.cfg pyproject.toml
 
 venv: $(VENV)/.stamp
 
+# The official openai Node SDK, a second real client for tests/test_node_sdk.py (skipped without npm).
+NODE_SDK = tests/clients/node
+$(NODE_SDK)/node_modules/.stamp: $(NODE_SDK)/package.json $(NODE_SDK)/package-lock.json
+	cd $(NODE_SDK) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node-sdk:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(NODE_SDK)/node_modules/.stamp; \
+	else echo "npm not found: tests/test_node_sdk.py will be skipped (install nodejs and npm)"; fi
+
 # Daemon + shim in the foreground on the embedded tiny.en; Ctrl-C stops both.
 serve: venv
 	@mkdir -p $(RUN)
@@ -37,7 +47,7 @@ serve: venv
 	$(BIN)/whisperd-shim --socket $(SOCKET) --host $(HOST) --port $(PORT) --config /dev/null & s=$$!; \
 	wait $$d; rc=$$?; kill $$s 2>/dev/null; wait $$s 2>/dev/null; exit $$rc
 
-test: venv
+test: venv node-sdk
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 soak: venv
@@ -51,7 +61,7 @@ clean:
 	rm -rf $(RUN) .pytest_cache .hypothesis build dist *.egg-info
 
 distclean: clean
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) .cache $(NODE_SDK)/node_modules
 
 # ---- Debian package (packaging/, docs/debian.md) -------------------------------
 # `make deb`: build dist/whisperd_<version>_amd64.deb (root: installs the Debian
