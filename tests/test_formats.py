@@ -193,13 +193,14 @@ def test_language_table_matches_whisper():
 @pytest.mark.parametrize(
     "value, code",
     [("en", "en"), ("EN", "en"), (" en ", "en"), ("English", "en"),
-     ("yue", "yue"), ("Haitian Creole", "ht"), ("castilian", "es"), ("HAW", "haw")],
+     ("yue", "yue"), ("Haitian Creole", "ht"), ("castilian", "es"), ("HAW", "haw"),
+     ("en-US", "en"), ("pt_BR", "pt"), ("zh-Hant-TW", "zh"), ("ES-419", "es")],
 )
 def test_normalize_language_accepts_codes_and_names(value, code):
     assert normalize_language(value) == code
 
 
-@pytest.mark.parametrize("value", ["xx", "", "  ", "en-US", "klingon", "e n"])
+@pytest.mark.parametrize("value", ["xx", "", "  ", "xx-US", "-en", "english-US", "klingon", "e n"])
 def test_normalize_language_refuses_unknown(value):
     with pytest.raises(InvalidParameter) as caught:
         normalize_language(value)

@@ -141,8 +141,11 @@ def language_name(code: str) -> str:
 
 
 def normalize_language(value: str) -> str:
-    """A code ("en", " EN ") or a name ("English", "castilian") → its code.
+    """A code ("en", " EN "), a locale tag ("en-US", "pt_BR") or a name ("English",
+    "castilian") → its code.
 
+    Locale tags are what browsers and home-assistant style clients hold; Whisper
+    knows languages, not regions, so the region is dropped.
     Raises InvalidParameter(param="language") for anything else.
     """
     key = value.strip().lower() if isinstance(value, str) else ""
@@ -150,6 +153,9 @@ def normalize_language(value: str) -> str:
         return key
     if key in TO_LANGUAGE_CODE:
         return TO_LANGUAGE_CODE[key]
+    primary, sep, _region = key.replace("_", "-").partition("-")
+    if sep and primary in LANGUAGES:
+        return primary
     shown = value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "..."
     raise InvalidParameter(
         f'Unsupported language {shown!r}: it must be an ISO-639-1 code like "en" '
