@@ -1,7 +1,8 @@
 """Speech fixtures and how to judge a transcript of them.
 
 The clips in `fixtures/` are synthetic speech (espeak-ng), made by
-`fixtures/make_fixtures.py`; each clip's script is in the `.txt` beside it.
+`fixtures/make_fixtures.py`, and one real recording (`jfk.wav`, see
+`fixtures/SOURCES.md`); each clip's script is in the `.txt` beside it.
 A small model hears synthetic speech imperfectly, so tests judge a transcript by
 recall of the expected words (`word_recall(...) >= 0.8`), not by equality.
 """
@@ -24,6 +25,10 @@ FOX_TEXT = _script("fox")
 LONG_TEXT = _script("long")
 # "hola, me llamo Juan y vivo en Madrid. hoy hace mucho sol.", 5.4 s, Spanish.
 SPANISH_TEXT = _script("spanish")
+
+# A real human recording (fixtures/SOURCES.md): JFK, 11.0 s, 16 kHz mono WAV.
+JFK_TEXT = _script("jfk")
+JFK_FILE = FIXTURES / "jfk.wav"
 
 # The fox clip in every container the API accepts; all decode to the same speech.
 FOX_FILES = {
