@@ -77,9 +77,28 @@ GOOD = ([101, 102, 103, 104, 105], " Turn on the kitchen lights.", -0.3)
     (list(range(20)), " please, " * 12, -0.2, 200, "compression ratio"),
     (GOOD[0], GOOD[1], -1.4, 26, "log probability"),
     ([], "", -0.2, 26, "empty"),
+    # The utterance said again, with its last punctuation or without (real recordings).
+    ([1, 2, 3, 4, 5, 6, 7, 1, 2, 3, 4, 5, 6], " a b c d e f. a b c d e f", -0.2, 40, "repeated phrase"),
 ])  # fmt: skip
 def test_fallback_reason(tokens, text, logprob, cap, reason):
     assert short_path.fallback_reason(tokens, text, logprob, cap) == reason
+
+
+@pytest.mark.parametrize("tokens, phrase", [
+    ([1, 2, 3, 4, 5, 1, 2, 3, 4, 5], (1, 2, 3, 4, 5)),
+    ([1, 2, 3, 4, 5, 9, 9, 1, 2, 3, 4, 5, 8], (1, 2, 3, 4, 5)),
+    ([1, 2, 3, 4, 1, 2, 3, 4], None),  # four tokens twice: "turn it off, turn it off" is speech
+    ([1, 2, 3, 4, 5, 1, 2, 3, 4, 6], None),
+    ([7] * 9, None),  # only overlapping copies: repeated_ngram's case
+])  # fmt: skip
+def test_repeated_phrase(tokens, phrase):
+    assert short_path.repeated_phrase(tokens) == phrase
+
+
+def test_a_decode_that_may_be_no_speech_goes_to_the_30_s_path():
+    tokens, text, logprob = GOOD
+    assert short_path.fallback_reason(tokens, " Thank you.", logprob, 26, 0.8, 0.6) == "maybe no speech"
+    assert short_path.fallback_reason(tokens, text, logprob, 26, 0.2, 0.6) is None
 
 
 @pytest.mark.parametrize("kw, takes", [

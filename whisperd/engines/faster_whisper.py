@@ -204,7 +204,8 @@ class FasterWhisperEngine:
         # CTranslate2 scores are length-normalised sums; whisper averages over tokens + 1.
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         text = tokenizer.decode(tokens)
-        reason = short_path.fallback_reason(tokens, text, avg_logprob, cap)
+        reason = short_path.fallback_reason(tokens, text, avg_logprob, cap,
+                                            result.no_speech_prob, options.no_speech_threshold)
         if reason is not None:
             log.debug("short path distrusted (%s): %r; 30 s path", reason, text)
             return None

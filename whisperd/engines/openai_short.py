@@ -97,7 +97,8 @@ def transcribe_short(
         prompt=prompt or None, without_timestamps=True, sample_len=cap, fp16=fp16, temperature=0.0,
     ))[0]
     tokens = [t for t in result.tokens if t < tokenizer.eot]
-    reason = short_path.fallback_reason(tokens, result.text, result.avg_logprob, cap)
+    reason = short_path.fallback_reason(tokens, result.text, result.avg_logprob, cap,
+                                        result.no_speech_prob, options.no_speech_threshold)
     if reason is not None:
         log.debug("short path distrusted (%s): %r; 30 s path", reason, result.text)
         return None

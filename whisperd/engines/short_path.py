@@ -45,6 +45,8 @@ LOGPROB_THRESHOLD = -1.0
 # An n-gram said this many times in a row is a decoder loop, not a command.
 REPEATS = 3
 MAX_NGRAM = 8
+# A phrase this many tokens long said twice in one command is the decoder repeating itself.
+PHRASE_TOKENS = 5
 
 
 def context_frames(n_samples: int, *, max_seconds: float = MAX_SECONDS) -> int | None:
@@ -103,12 +105,44 @@ def repeated_ngram(tokens: Sequence[int], repeats: int = REPEATS, max_n: int = M
     return None
 
 
-def fallback_reason(tokens: Sequence[int], text: str, avg_logprob: float, cap: int) -> str | None:
-    """Why a short decode must not be trusted (then: decode on the 30 s path), or None."""
+def repeated_phrase(tokens: Sequence[int], n: int = PHRASE_TOKENS) -> tuple[int, ...] | None:
+    """The first `n`-token phrase said twice (not overlapping), or None.
+
+    On real recordings the short path's typical failure is the whole utterance
+    said again ("That is to say much of political philosophy. That is to say
+    much of political philosophy."), with or without its last punctuation,
+    which an n-gram repeated in a row does not catch.
+
+    >>> repeated_phrase([1, 2, 3, 4, 5, 9, 1, 2, 3, 4, 5])
+    (1, 2, 3, 4, 5)
+    >>> repeated_phrase([1, 2, 3, 4, 5, 1, 2, 3, 4, 6]) is None
+    True
+    """
+    first: dict[tuple[int, ...], int] = {}
+    for i in range(len(tokens) - n + 1):
+        gram = tuple(tokens[i : i + n])
+        if gram in first and i - first[gram] >= n:
+            return gram
+        first.setdefault(gram, i)
+    return None
+
+
+def fallback_reason(tokens: Sequence[int], text: str, avg_logprob: float, cap: int,
+                    no_speech_prob: float = 0.0, no_speech_threshold: float = 1.0) -> str | None:
+    """Why a short decode must not be trusted (then: decode on the 30 s path), or None.
+
+    A decode the model itself thinks may be no speech goes to the 30 s path too:
+    on near-silent real recordings the short context invents "Thank you." where
+    the full window (and the silence policy after it) gives nothing.
+    """
+    if no_speech_prob > no_speech_threshold:
+        return "maybe no speech"
     if len(tokens) >= cap:
         return "token cap"
     if repeated_ngram(tokens) is not None:
         return "repetition"
+    if repeated_phrase(tokens) is not None:
+        return "repeated phrase"
     if compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD:
         return "compression ratio"
     if avg_logprob < LOGPROB_THRESHOLD:
