@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import ROOT, progress, table  # noqa: E402
-from bench.wer import word_errors  # noqa: E402
+from bench.wer import normalize, word_errors  # noqa: E402
 
 CACHE = ROOT / ".cache"
 HOP = 1600  # 100 ms at 16 kHz
@@ -102,11 +102,9 @@ def main() -> None:
 
     data = slices(args.recordings, args.per_file, random.Random(args.seed))
     progress(f"{len(data)} slices from {len(args.recordings)} recordings")
-    reference = load_engine("faster-whisper", resolve_model(args.reference, CACHE), device="cpu",
-                            compute_type="int8", cache_dir=str(CACHE))
-    compute = "int8" if args.engine == "faster-whisper" else "float32"
-    engine = load_engine(args.engine, resolve_model(args.model, CACHE), device="cpu", compute_type=compute,
-                         cache_dir=str(CACHE))
+    # The engines' default compute types: int8 for faster-whisper, float32 for openai-whisper on CPU.
+    reference = load_engine("faster-whisper", resolve_model(args.reference, CACHE), cache_dir=str(CACHE))
+    engine = load_engine(args.engine, resolve_model(args.model, CACHE), cache_dir=str(CACHE))
     fallbacks = FallbackCounter()
     logging.getLogger("whisperd").addHandler(fallbacks)
     logging.getLogger("whisperd").setLevel(logging.DEBUG)
@@ -122,7 +120,7 @@ def main() -> None:
             seconds[path] += time.perf_counter() - t
             got[path] = result.text
             errors[path] += word_errors(ref, result.text)[0]
-        words += word_errors(ref, "")[1]
+        words += len(normalize(ref))
         differ += word_errors(got["30 s"], got["short"])[0]
         if args.verbose:
             print(f"{name}\n  ref   {ref!r}\n  short {got['short']!r}\n  30 s  {got['30 s']!r}", flush=True)

@@ -11,9 +11,10 @@ import base64
 import binascii
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiohttp import BodyPartReader, StreamReader, hdrs, multipart, web
+from aiohttp import BodyPartReader, hdrs, multipart, web
 from aiohttp.multipart import content_disposition_filename
 
 from shim.budget import Lease
@@ -145,8 +146,10 @@ async def read_form(request: web.Request, limit: int, *, translate: bool, lease:
     body_limit = _json_body_limit(limit) if ctype == "application/json" else limit + TEXT_FIELD_LIMIT
     if request.content_length is not None and request.content_length > body_limit:
         raise _too_large(limit)  # refused before reading a byte of it
+    # Counted from what reached the shim (`total_bytes`), not from what the parser handed over.
+    hold = (lambda: lease.cover(request.content.total_bytes)) if lease is not None else None
     if ctype == "application/json":
-        return await _read_json(request, limit, translate=translate, lease=lease)
+        return await _read_json(request, limit, translate=translate, hold=hold)
     if ctype != "multipart/form-data":
         raise HTTPError("invalid_request", "send multipart/form-data with a 'file' field "
                         f"(got Content-Type {ctype or 'none'!r})")
@@ -166,7 +169,7 @@ async def read_form(request: web.Request, limit: int, *, translate: bool, lease:
                     raise HTTPError("invalid_parameter", "more than one 'file' field", param="file")
                 seen_file = True
                 form.filename = filename
-                form.audio = await _read_limited(part, limit, _too_large(limit), lease, request.content)
+                form.audio = await _read_limited(part, limit, _too_large(limit), hold)
             else:
                 raw = await _read_limited(
                     part, TEXT_FIELD_LIMIT,
@@ -192,8 +195,7 @@ async def read_form(request: web.Request, limit: int, *, translate: bool, lease:
     return form
 
 
-async def _read_limited(part, limit: int, error: HTTPError, lease: Lease | None = None,
-                        body: StreamReader | None = None) -> bytes:
+async def _read_limited(part, limit: int, error: HTTPError, hold: Callable[[], None] | None = None) -> bytes:
     chunks = bytearray()
     while True:
         chunk = await part.read_chunk(256 * 1024)
@@ -201,12 +203,13 @@ async def _read_limited(part, limit: int, error: HTTPError, lease: Lease | None 
             return bytes(chunks)
         if len(chunks) + len(chunk) > limit:
             raise error
-        if lease is not None and body is not None:
-            lease.cover(body.total_bytes)
+        if hold is not None:
+            hold()
         chunks += chunk
 
 
-async def _read_json(request: web.Request, limit: int, *, translate: bool, lease: Lease | None = None) -> AudioForm:
+async def _read_json(request: web.Request, limit: int, *, translate: bool,
+                     hold: Callable[[], None] | None = None) -> AudioForm:
     """Open-WebUI's JSON mode: `{"model", "language"?, "input_audio": {"data": b64, "format"}}`."""
     max_body = _json_body_limit(limit)
     body = bytearray()
@@ -214,8 +217,8 @@ async def _read_json(request: web.Request, limit: int, *, translate: bool, lease
         body += chunk
         if len(body) > max_body:
             raise _too_large(limit)
-        if lease is not None:
-            lease.cover(request.content.total_bytes)
+        if hold is not None:
+            hold()
     try:
         obj = json.loads(body)
     except ValueError:

@@ -7,18 +7,13 @@ same for a person speaking into a microphone.
 
 from __future__ import annotations
 
-from openai import OpenAI
-
 from tests.speech import JFK_FILE, JFK_TEXT, word_recall, words
-
-
-def _client(stack) -> OpenAI:
-    return OpenAI(base_url=stack.url + "/v1", api_key="x", max_retries=0, timeout=120)
+from tests.test_api_transcribe import sdk
 
 
 def test_a_real_recording_on_the_short_path(stack):
     """11 s: under the short path's limit, so the default request takes it (guarded)."""
-    with _client(stack) as client:
+    with sdk(stack) as client:
         result = client.audio.transcriptions.create(model="whisper-1", file=JFK_FILE)
     assert word_recall(JFK_TEXT, result.text) >= 0.9, result.text
     assert len(words(result.text)) <= len(words(JFK_TEXT)) + 3, result.text  # nothing invented
@@ -26,7 +21,7 @@ def test_a_real_recording_on_the_short_path(stack):
 
 def test_a_real_recording_on_the_30_s_path_with_word_timestamps(stack):
     """Word timestamps take the 30 s path: the same words, each inside the recording."""
-    with _client(stack) as client:
+    with sdk(stack) as client:
         result = client.audio.transcriptions.create(model="whisper-1", file=JFK_FILE, response_format="verbose_json",
                                                     timestamp_granularities=["word"])
     assert word_recall(JFK_TEXT, result.text) >= 0.9, result.text
