@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import (  # noqa: E402
-    ROOT, git_rev, machine, median, progress, table, update_section,
+    ROOT,
+    git_rev,
+    machine,
+    median,
+    progress,
+    table,
+    update_section,
 )
 from bench.wer import normalize, word_errors  # noqa: E402
 
@@ -68,7 +74,8 @@ def daemon_options(**override: object) -> "Options":
     """The options the daemon gives a plain request (Server._options), from its settings' defaults."""
     import dataclasses
 
-    from whisperd.config import DAEMON_SETTINGS, DaemonConfig, build
+    from whisperd.core.settings import build
+    from whisperd.daemon.config import DAEMON_SETTINGS, DaemonConfig
     from whisperd.engines.base import Options
 
     config = build(DaemonConfig, DAEMON_SETTINGS, "whisperd", {}, {}, "/dev/null")
@@ -80,9 +87,9 @@ def daemon_options(**override: object) -> "Options":
 
 
 def measure_one(model_name: str, engine_name: str, compute: str, device: str, runs: int) -> dict:
-    from whisperd.audio import decode_audio
+    from whisperd.daemon.audio import decode_audio
+    from whisperd.daemon.models import resolve_model
     from whisperd.engines import load_engine
-    from whisperd.models import resolve_model
 
     model = resolve_model(model_name, CACHE)
     clips = {clip: (decode_audio((FIXTURES / audio).read_bytes()), (FIXTURES / script).read_text().strip())
@@ -111,8 +118,8 @@ def measure_one(model_name: str, engine_name: str, compute: str, device: str, ru
 
 def prepare(model_name: str) -> None:
     """Convert the CTranslate2 weights for openai-whisper now, so no measured process pays for it."""
-    from whisperd.engines import convert
-    from whisperd.models import resolve_model
+    from whisperd.daemon.models import resolve_model
+    from whisperd.engines.openai import convert
 
     model = resolve_model(model_name, CACHE)
     if model.kind == "ctranslate2":

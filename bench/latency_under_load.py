@@ -26,7 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aiohttp  # noqa: E402
 
 from bench.report import (  # noqa: E402
-    git_rev, machine, median, percentile, progress, table, update_section,
+    git_rev,
+    machine,
+    median,
+    percentile,
+    progress,
+    table,
+    update_section,
 )
 from bench.speech import commands, duration_s, long_recording  # noqa: E402
 from tests.stack import Stack  # noqa: E402
@@ -81,9 +87,9 @@ def spawn_to_ready(engine: str, repeats: int) -> dict[str, list[float]]:
     """Naive: a fresh interpreter imports everything, then loads. Pool: fork-server child loads."""
     import multiprocessing
 
-    from whisperd.models import resolve_model
-    from whisperd.worker import ColdWorker, fork_context, warm_fork_server
     from tests.stack import CACHE
+    from whisperd.daemon.lanes.cold import ColdWorker, fork_context, warm_fork_server
+    from whisperd.daemon.models import resolve_model
 
     model = resolve_model("tiny.en", CACHE)
     results: dict[str, list[float]] = {"naive": [], "pool": []}

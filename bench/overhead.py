@@ -37,7 +37,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import (  # noqa: E402
-    ROOT, git_rev, machine, median, percentile, progress, table, update_section,
+    ROOT,
+    git_rev,
+    machine,
+    median,
+    percentile,
+    progress,
+    table,
+    update_section,
 )
 from bench.speech import wav_bytes  # noqa: E402
 from tests.stack import CACHE, Stack  # noqa: E402
@@ -114,11 +121,11 @@ def server_overhead(runs: dict[str, int], null_runs: int) -> tuple[list[list], l
     the in-process decode is the framework's share, and that over the direct in-process time
     is the ratio.
     """
-    from whisperd.audio import decode_audio
-    from whisperd.client import Client
     from bench.engines import daemon_options
+    from whisperd.client import Client
+    from whisperd.daemon.audio import decode_audio
+    from whisperd.daemon.models import resolve_model
     from whisperd.engines import load_engine
-    from whisperd.models import resolve_model
 
     options = daemon_options()
     clips = {label: (FIXTURES / name).read_bytes() for label, name in CLIPS}
@@ -186,7 +193,7 @@ def server_overhead(runs: dict[str, int], null_runs: int) -> tuple[list[list], l
 
 def small_upload() -> bytes:
     """The first 0.5 s of the fox recording: real speech, 16 kHz mono 16-bit WAV (16 KB)."""
-    from whisperd.audio import decode_audio
+    from whisperd.daemon.audio import decode_audio
 
     return wav_bytes(decode_audio((FIXTURES / "fox.wav").read_bytes())[:8000])
 

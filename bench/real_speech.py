@@ -45,7 +45,7 @@ def pauses(pcm: np.ndarray) -> list[int]:
 
 
 def slices(paths: list[Path], per_file: int, rng: random.Random) -> list[tuple[str, np.ndarray]]:
-    from whisperd.audio import decode_audio
+    from whisperd.daemon.audio import decode_audio
 
     out = []
     for path in paths:
@@ -96,9 +96,9 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger().handlers[0].setLevel(logging.WARNING)  # the engines' debug records only get counted
+    from whisperd.daemon.models import resolve_model
     from whisperd.engines import load_engine
     from whisperd.engines.base import Options
-    from whisperd.models import resolve_model
 
     data = slices(args.recordings, args.per_file, random.Random(args.seed))
     progress(f"{len(data)} slices from {len(args.recordings)} recordings")

@@ -54,7 +54,7 @@ NOISE_SNR_DB = 12.0
 
 def clips(n: int = 48) -> list[tuple[str, np.ndarray, str]]:
     """(script, 16 kHz float32 audio, description), deterministic."""
-    from whisperd.audio import decode_audio
+    from whisperd.daemon.audio import decode_audio
 
     rng = np.random.default_rng(9)
     out = []
@@ -86,9 +86,9 @@ class _FallbackCounter(logging.Handler):
 
 
 def run(model_name: str, engine_name: str, data: list[tuple[str, np.ndarray, str]], beam: int) -> dict:
+    from whisperd.daemon.models import installed_models
     from whisperd.engines import load_engine
     from whisperd.engines.base import Options
-    from whisperd.models import installed_models
 
     progress(f"accuracy: {model_name} / {engine_name}, {len(data)} clips, both paths")
     model = installed_models(CACHE)[model_name]

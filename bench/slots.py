@@ -10,7 +10,7 @@ and greedy. Measured per layout:
 - 30 s clip: the 32 s fixture alone on one slot (what a long file on the hot worker costs);
 - peak RSS after all of it (every slot has decoded at least once).
 
-The layout the daemon picks by default (`whisperd.policy.hot_layout`) is marked.
+The layout the daemon picks by default (`whisperd.daemon.policy.hot_layout`) is marked.
 Results go to docs/performance.md, section "slots".
 
     .venv/bin/python bench/slots.py [--runs 3] [--no-write]
@@ -44,10 +44,10 @@ def measure_one(slots: int, threads: int, runs: int) -> dict:
     """In this process: load, warm every slot, time; returns the figures."""
     from bench.speech import commands
     from tests.stack import CACHE
-    from whisperd.audio import decode_audio
+    from whisperd.daemon.audio import decode_audio
+    from whisperd.daemon.models import resolve_model
     from whisperd.engines import load_engine
     from whisperd.engines.base import Options
-    from whisperd.models import resolve_model
 
     engine = load_engine("faster-whisper", resolve_model("tiny.en", CACHE), device="cpu", compute_type="auto",
                          cpu_threads=threads, workers=slots)
@@ -90,7 +90,7 @@ def main() -> int:
         print(json.dumps(measure_one(*args.one, args.runs)))
         return 0
     cores = os.cpu_count() or 1
-    from whisperd.policy import hot_layout
+    from whisperd.daemon.policy import hot_layout
 
     default = hot_layout(cores=cores, slots=0, threads=0, engine="faster-whisper", device="cpu")
     load_at_start = "%.1f / %.1f / %.1f" % os.getloadavg()

@@ -45,7 +45,7 @@ def commands() -> list[tuple[str, bytes]]:
 
 def long_recording(minimum_s: float = 80.0) -> tuple[str, bytes]:
     """The 32 s fixture repeated until it is at least `minimum_s` long, as a 16 kHz WAV."""
-    from whisperd.audio import decode_audio
+    from whisperd.daemon.audio import decode_audio
 
     pcm = decode_audio((FIXTURES / "long.mp3").read_bytes())
     text = (FIXTURES / "long.txt").read_text().strip()
@@ -54,6 +54,6 @@ def long_recording(minimum_s: float = 80.0) -> tuple[str, bytes]:
 
 
 def duration_s(wav: bytes) -> float:
-    from whisperd.audio import decode_audio
+    from whisperd.daemon.audio import decode_audio
 
     return len(decode_audio(wav)) / 16000

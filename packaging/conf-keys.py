@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from whisperd.config import DAEMON_SETTINGS, SHIM_SETTINGS  # noqa: E402
+from shim.config import SHIM_SETTINGS
+from whisperd.daemon.config import DAEMON_SETTINGS
 
 SECTIONS = {"whisperd": DAEMON_SETTINGS, "shim": SHIM_SETTINGS}
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import sys
 
-from whisperd.config import SHIM_SETTINGS, ShimConfig
+from shim.config import SHIM_SETTINGS, ShimConfig
 
 log = logging.getLogger("shim")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from whisperd.startup import freeze_heap, prepare
+    from whisperd.core.startup import freeze_heap, prepare
 
     config = prepare("whisperd-shim", "OpenAI-compatible HTTP API for whisperd.", ShimConfig, SHIM_SETTINGS,
                      "shim", argv)

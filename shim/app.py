@@ -22,16 +22,16 @@ from typing import Any
 from aiohttp import web
 
 from shim.budget import Lease, UploadBudget
+from shim.config import ShimConfig
 from shim.cors import Cors, parse_origins
 from shim.errors import HTTPError, error_dict, error_response, http_exception_error
 from shim.form import AudioForm, cache_aiohttp_disposition_parser, read_form
 from shim.metrics import CONTENT_TYPE_LATEST, Metrics
 from whisperd.client import AsyncClient
-from whisperd.config import ShimConfig
-from whisperd.engines.base import Transcript
-from whisperd.errors import WhisperdError
-from whisperd.formats import render_bytes
-from whisperd.models import DEFAULT_ALIASES
+from whisperd.core.errors import WhisperdError
+from whisperd.core.formats import render_bytes
+from whisperd.core.model_names import DEFAULT_ALIASES
+from whisperd.core.transcript import Transcript
 
 log = logging.getLogger("shim")
 

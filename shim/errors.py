@@ -2,7 +2,7 @@
 
 Every error body has all four keys OpenAI clients read:
 `{"error": {"message", "type", "param", "code"}}`. Codes come from the daemon
-(`whisperd.errors`) or from the shim itself (`HTTPError`); aiohttp's own
+(`whisperd.core.errors`) or from the shim itself (`HTTPError`); aiohttp's own
 exceptions (unknown path, wrong method) are mapped through `http_exception_error`.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from whisperd.errors import WhisperdError
+from whisperd.core.errors import WhisperdError
 
 # code: (HTTP status, OpenAI error type)
 STATUS_BY_CODE: dict[str, tuple[int, str]] = {

@@ -19,10 +19,10 @@ from aiohttp.multipart import content_disposition_filename
 
 from shim.budget import Lease
 from shim.errors import HTTPError
-from whisperd.errors import WhisperdError
-from whisperd.formats import check_format
-from whisperd.languages import normalize_language
-from whisperd.protocol import MAX_MODEL_NAME, MAX_PROMPT
+from whisperd.core.errors import WhisperdError
+from whisperd.core.formats import check_format
+from whisperd.core.languages import normalize_language
+from whisperd.core.protocol import MAX_MODEL_NAME, MAX_PROMPT
 
 TEXT_FIELD_LIMIT = 64 * 1024  # any non-file field; a prompt is far smaller
 GRANULARITIES = ("word", "segment")

@@ -55,7 +55,7 @@ class Daemon:
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         from whisperd.client import Client
-        from whisperd.errors import WhisperdError
+        from whisperd.core.errors import WhisperdError
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -19,7 +19,7 @@ from aiohttp import web
 from openai import APIStatusError, AsyncOpenAI, BadRequestError, NotFoundError, OpenAI
 
 from tests.speech import FOX_FILES, FOX_TEXT, word_recall, words
-from whisperd.formats import format_timestamp
+from whisperd.core.formats import format_timestamp
 
 FOX = FOX_FILES["wav"]
 SEGMENT_FIELDS = {

@@ -13,9 +13,14 @@ import numpy as np
 import pytest
 
 from tests.speech import FOX_FILES, LONG_FILE, SPANISH_FILE
-from whisperd import audio
-from whisperd.audio import SAMPLE_RATE, decode_audio, probe_duration
-from whisperd.errors import AudioDecodeError, AudioEmpty, AudioTooLong, WhisperdError
+from whisperd.core.errors import (
+    AudioDecodeError,
+    AudioEmpty,
+    AudioTooLong,
+    WhisperdError,
+)
+from whisperd.daemon import audio
+from whisperd.daemon.audio import SAMPLE_RATE, decode_audio, probe_duration
 
 FOX_WAV = FOX_FILES["wav"].read_bytes()
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from tests.speech import FOX_FILES
-from whisperd.engines import convert
-from whisperd.errors import EngineError
-from whisperd.models import ModelInfo, installed_models
+from whisperd.core.errors import EngineError
+from whisperd.daemon.models import installed_models
+from whisperd.engines.openai import convert
+from whisperd.engines.base import ModelInfo
 
 TINY_EN_DIMS = {
     "n_mels": 80,
@@ -106,7 +107,7 @@ def test_cache_is_reused(tiny_en, cache_dir, checkpoint):
 def test_changed_model_bin_is_converted_again(tiny_en, tmp_path):
     copy = tmp_path / "tiny.en"
     shutil.copytree(tiny_en.path, copy)
-    model = ModelInfo("tiny.en", "ctranslate2", copy, False, "test")
+    model = ModelInfo("tiny.en", "ctranslate2", copy, False)
     cache = tmp_path / "cache"
     first = convert.checkpoint_path(model, cache)
     later = first.stat().st_mtime_ns // 1_000_000_000 + 10

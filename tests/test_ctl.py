@@ -12,9 +12,16 @@ import sys
 
 import pytest
 
-from tests.speech import FIXTURES, FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, word_recall
+from tests.speech import (
+    FIXTURES,
+    FOX_FILES,
+    FOX_TEXT,
+    LONG_FILE,
+    LONG_TEXT,
+    word_recall,
+)
 from tests.stack import ROOT, Daemon
-from whisperd.ctl import main
+from whisperd.client.cli import main
 
 FOX = str(FOX_FILES["wav"])
 BAR = re.compile(r"^\[[#.]{24}\] +(\d{1,3})%(  [\d.]+/[\d.]+ s)?$")
@@ -31,7 +38,7 @@ def ctl(*args: str, input: bytes | None = None, env: dict[str, str] | None = Non
         timeout: float = 120) -> subprocess.CompletedProcess:
     """Run whisperctl as a real process (text stdout/stderr)."""
     base = {k: v for k, v in os.environ.items() if k != "WHISPERD_SOCKET"}
-    proc = subprocess.run([sys.executable, "-m", "whisperd.ctl", *args], input=input, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "whisperd.client.cli", *args], input=input, capture_output=True,
                           env={**base, **(env or {})}, cwd=ROOT, timeout=timeout)
     proc.stdout, proc.stderr = proc.stdout.decode(), proc.stderr.decode()
     return proc
@@ -154,7 +161,7 @@ def test_missing_socket_exits_3(tmp_path):
 def test_permission_denied_exits_3_and_names_the_group(daemon):
     # The daemon's socket is 0660 and owned by root's group; `nobody` may not connect.
     proc = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                           sys.executable, "-m", "whisperd.ctl", "--socket", daemon.socket, "status"],
+                           sys.executable, "-m", "whisperd.client.cli", "--socket", daemon.socket, "status"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 3, proc.stderr
     assert "permission denied" in proc.stderr and "usermod -aG" in proc.stderr
@@ -190,7 +197,7 @@ def test_usage_errors_exit_2(capsys):
 
 
 def test_ctrl_c_exits_130_and_daemon_keeps_serving(daemon, capsys):
-    proc = subprocess.Popen([sys.executable, "-m", "whisperd.ctl", "--socket", daemon.socket,
+    proc = subprocess.Popen([sys.executable, "-m", "whisperd.client.cli", "--socket", daemon.socket,
                              "transcribe", "--progress", str(LONG_FILE)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
                             # As at a terminal: a run started in the background (`cmd &`) inherits
@@ -207,7 +214,7 @@ def test_ctrl_c_exits_130_and_daemon_keeps_serving(daemon, capsys):
 
 def test_never_imports_an_engine(daemon):
     code = (
-        "import sys; from whisperd.ctl import main\n"
+        "import sys; from whisperd.client.cli import main\n"
         f"rc = main(['--socket', {daemon.socket!r}, 'transcribe', {FOX!r}, '-f', 'verbose_json'])\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in\n"
         "               ('torch', 'whisper', 'ctranslate2', 'faster_whisper'))\n"
@@ -218,7 +225,7 @@ def test_never_imports_an_engine(daemon):
 
 
 def test_status_summary_names_the_hot_workers_slots():
-    from whisperd.ctl import format_status
+    from whisperd.client.cli import format_status
 
     status = {"version": "0.1.0", "status": "ready", "model": "tiny.en", "workers": {"hot": 1, "cold": 0},
               "hot_slots": 2, "lanes": [{"id": "hot", "model": "tiny.en", "state": "busy", "served": 3},

@@ -12,16 +12,21 @@ from pathlib import Path
 import pytest
 from openai.types.audio import Transcription, TranscriptionVerbose
 
-from whisperd.engines.base import Segment, Transcript, Word
-from whisperd.errors import InvalidParameter
-from whisperd.formats import (
+from whisperd.core.errors import InvalidParameter
+from whisperd.core.formats import (
     RESPONSE_FORMATS,
     format_timestamp,
     render,
     render_bytes,
     to_milliseconds,
 )
-from whisperd.languages import LANGUAGES, TO_LANGUAGE_CODE, language_name, normalize_language
+from whisperd.core.languages import (
+    LANGUAGES,
+    TO_LANGUAGE_CODE,
+    language_name,
+    normalize_language,
+)
+from whisperd.core.transcript import Segment, Transcript, Word
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -1,4 +1,4 @@
-"""whisperd.logging_setup: journald priority prefixes, plain lines, live levels."""
+"""whisperd.core.logs: journald priority prefixes, plain lines, live levels."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import warnings
 
 import pytest
 
-from whisperd import logging_setup
-from whisperd.logging_setup import parse_level, set_level, setup_logging
+from whisperd.core import logs as logging_setup
+from whisperd.core.logs import parse_level, set_level, setup_logging
 
 
 @pytest.fixture(autouse=True)

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from tests.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, word_recall, words
+from whisperd.core.errors import ConfigError, InvalidParameter, UnsupportedForModel
+from whisperd.core.transcript import Segment
+from whisperd.daemon.models import installed_models
 from whisperd.engines import load_engine
-from whisperd.engines.base import Options, Segment
-from whisperd.engines.openai_whisper import OpenAIWhisperEngine
-from whisperd.errors import ConfigError, InvalidParameter, UnsupportedForModel
-from whisperd.models import installed_models
+from whisperd.engines.base import Options
+from whisperd.engines.openai.engine import OpenAIWhisperEngine
 
 
 def read_wav(path: Path) -> np.ndarray:
@@ -25,7 +26,7 @@ def read_wav(path: Path) -> np.ndarray:
 
 
 def decode_file(path: Path) -> np.ndarray:
-    from whisperd.audio import decode_audio
+    from whisperd.daemon.audio import decode_audio
 
     return decode_audio(path.read_bytes())
 
@@ -151,15 +152,15 @@ def test_loads_an_official_style_checkpoint(models, tmp_path):
 
     import torch
 
-    from whisperd.engines import convert
-    from whisperd.models import ModelInfo
+    from whisperd.engines.openai import convert
+    from whisperd.engines.base import ModelInfo
 
     checkpoint = convert.convert(models["tiny.en"].path)
     del checkpoint["alignment_heads"]
     state = checkpoint["model_state_dict"]
     checkpoint["model_state_dict"] = {k: v.half() for k, v in state.items()}
     torch.save(checkpoint, tmp_path / "tiny.en.pt")
-    info = ModelInfo("tiny.en", "openai-whisper", tmp_path / "tiny.en.pt", False, "test")
+    info = ModelInfo("tiny.en", "openai-whisper", tmp_path / "tiny.en.pt", False)
 
     loaded = OpenAIWhisperEngine(info)._whisper
     assert all(p.dtype == torch.float32 for p in loaded.parameters())
@@ -186,7 +187,7 @@ def test_bad_settings_are_config_errors(models, cache_dir, kwargs):
 
 def test_import_is_light():
     code = (
-        "import sys, whisperd.engines.openai_whisper, whisperd.engines.convert;"
+        "import sys, whisperd.engines.openai.engine, whisperd.engines.openai.convert;"
         "heavy = {'torch', 'whisper', 'ctranslate2'} & set(sys.modules);"
         "assert not heavy, heavy"
     )

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from whisperd.policy import Facts, JobFacts, Settings, WorkerFacts, decide, job_order, split_threads
+from whisperd.daemon.policy import (
+    Facts,
+    JobFacts,
+    Settings,
+    WorkerFacts,
+    decide,
+    job_order,
+    split_threads,
+)
 
 HOT = WorkerFacts("hot", "hot", "tiny.en", "idle")
 S = Settings(max_cold_workers=2, long_audio_s=30, idle_timeout_s=60, reap_stagger_s=10)
@@ -127,7 +135,7 @@ def test_a_model_whose_cold_start_failed_gets_no_spawn_and_the_hot_worker_takes_
 
 
 def test_hot_layout_gives_each_slot_a_core_on_small_machines():
-    from whisperd.policy import hot_layout
+    from whisperd.daemon.policy import hot_layout
 
     assert hot_layout(cores=2, slots=0, threads=0, engine="faster-whisper", device="cpu") == (2, 1)
     assert hot_layout(cores=1, slots=0, threads=0, engine="faster-whisper", device="cpu") == (1, 1)
@@ -138,7 +146,7 @@ def test_hot_layout_gives_each_slot_a_core_on_small_machines():
 
 
 def test_hot_layout_keeps_one_slot_where_slots_would_not_help():
-    from whisperd.policy import hot_layout
+    from whisperd.daemon.policy import hot_layout
 
     assert hot_layout(cores=8, slots=0, threads=0, engine="faster-whisper", device="cuda") == (1, 8)
     assert hot_layout(cores=8, slots=3, threads=0, engine="openai-whisper", device="cpu") == (1, 8)

@@ -9,10 +9,17 @@ import time
 
 import pytest
 
-from tests.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, SPANISH_FILE, word_recall
+from tests.speech import (
+    FOX_FILES,
+    FOX_TEXT,
+    LONG_FILE,
+    LONG_TEXT,
+    SPANISH_FILE,
+    word_recall,
+)
 from tests.stack import Daemon
 from whisperd.client import AsyncClient, Client
-from whisperd.errors import Overloaded, WorkerFailed
+from whisperd.core.errors import Overloaded, WorkerFailed
 
 
 def status(d: Daemon) -> dict:

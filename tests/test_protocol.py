@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from whisperd import protocol
-from whisperd.errors import (
+from whisperd.core import protocol
+from whisperd.core.errors import (
     FrameTooLarge,
     InvalidParameter,
     ProtocolError,

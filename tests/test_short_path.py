@@ -113,8 +113,9 @@ def test_usable(kw, takes):
 
 
 def test_setting_from_env_file_and_cli(tmp_path):
-    from whisperd.config import DAEMON_SETTINGS, DaemonConfig, build
-    from whisperd.errors import ConfigError
+    from whisperd.core.errors import ConfigError
+    from whisperd.core.settings import build
+    from whisperd.daemon.config import DAEMON_SETTINGS, DaemonConfig
 
     conf = tmp_path / "w.conf"
     conf.write_text("[whisperd]\nshort_path = off\n")
@@ -132,7 +133,7 @@ def test_setting_from_env_file_and_cli(tmp_path):
 @pytest.fixture(scope="module")
 def models():
     from tests.stack import CACHE
-    from whisperd.models import installed_models
+    from whisperd.daemon.models import installed_models
 
     return installed_models(CACHE)
 
@@ -147,7 +148,7 @@ def engine(request, models):
 
 @pytest.fixture(scope="module")
 def fox() -> np.ndarray:
-    from whisperd.audio import decode_audio
+    from whisperd.daemon.audio import decode_audio
 
     return decode_audio(FOX_FILES["wav"].read_bytes())
 
@@ -223,7 +224,7 @@ def test_silence_stays_silent(engine):
 
 
 def test_long_audio_ignores_the_short_path(engine, distrust):
-    from whisperd.audio import decode_audio
+    from whisperd.daemon.audio import decode_audio
 
     audio = decode_audio(Path(LONG_FILE).read_bytes())
     assert short_path.context_frames(len(audio)) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from whisperd.silence import is_digital_silence, is_silence_segment
+from whisperd.engines.silence import is_digital_silence, is_silence_segment
 
 
 def test_digital_silence():
@@ -31,8 +31,8 @@ def test_silence_segments(text, nsp, logprob, dropped):
 @pytest.fixture(scope="module", params=["faster-whisper", "openai-whisper"])
 def engine(request):
     from tests.stack import CACHE
+    from whisperd.daemon.models import resolve_model
     from whisperd.engines import load_engine
-    from whisperd.models import resolve_model
 
     return load_engine(request.param, resolve_model("tiny.en", CACHE), cache_dir=str(CACHE))
 

@@ -10,9 +10,9 @@ import time
 import pytest
 
 from tests.speech import FOX_FILES, FOX_TEXT, LONG_FILE, word_recall
-from whisperd import protocol
 from whisperd.client import AsyncClient, Client
-from whisperd.errors import AudioDecodeError
+from whisperd.core import protocol
+from whisperd.core.errors import AudioDecodeError
 
 
 def raw_conn(path: str) -> socket.socket:
@@ -153,7 +153,7 @@ def test_transcript_text_is_not_logged_at_info(fw_stack, sock_path):
 
 def test_oversized_audio_gets_its_error_even_while_the_client_is_still_sending():
     from tests.stack import Daemon
-    from whisperd.errors import FrameTooLarge
+    from whisperd.core.errors import FrameTooLarge
 
     d = Daemon("--engine", "faster-whisper", "--max-audio-bytes", "1M", "--max-cold-workers", "0")
     try:

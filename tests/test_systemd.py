@@ -1,4 +1,4 @@
-"""whisperd.systemd against real sockets: notify, watchdog, socket activation."""
+"""whisperd.daemon.systemd against real sockets: notify, watchdog, socket activation."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from whisperd import systemd
+from whisperd.core import logs
+from whisperd.daemon import systemd
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -257,7 +258,7 @@ ACTIVATE = textwrap.dedent(
 DAEMON = textwrap.dedent(
     """
     import fcntl, os, socket
-    from whisperd.systemd import listen_fds
+    from whisperd.daemon.systemd import listen_fds
     socks = listen_fds()
     assert [s.fileno() for s in socks] == [3], socks
     assert fcntl.fcntl(3, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
@@ -307,33 +308,33 @@ def test_listen_fds_in_an_activated_child(short_dir):
 
 
 def test_under_journald_unset():
-    assert systemd.under_journald() is False
+    assert logs.under_journald() is False
 
 
 def test_under_journald_matches_stream_identity(monkeypatch, tmp_path):
     with open(tmp_path / "journal", "w") as journal, open(tmp_path / "other", "w") as other:
         st = os.fstat(journal.fileno())
         monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
-        assert systemd.under_journald(journal) is True
+        assert logs.under_journald(journal) is True
         # Inherited variable, but stderr was redirected elsewhere.
-        assert systemd.under_journald(other) is False
+        assert logs.under_journald(other) is False
 
 
 def test_under_journald_checks_fd_2_by_default(monkeypatch):
     st = os.fstat(2)
     monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
-    assert systemd.under_journald() is True
+    assert logs.under_journald() is True
     monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino + 1}")
-    assert systemd.under_journald() is False
+    assert logs.under_journald() is False
 
 
 def test_under_journald_malformed_value(monkeypatch):
     monkeypatch.setenv("JOURNAL_STREAM", "journal")
-    assert systemd.under_journald() is False
+    assert logs.under_journald() is False
 
 
 def test_under_journald_unstatable_stream_trusts_the_variable(monkeypatch):
     import io
 
     monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
-    assert systemd.under_journald(io.StringIO()) is True
+    assert logs.under_journald(io.StringIO()) is True

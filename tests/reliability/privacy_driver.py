@@ -18,7 +18,12 @@ import sys
 import time
 
 from tests.reliability.media import marked_mp3, marked_wav, silent_flac
-from tests.reliability.probes import descendants, files_containing, net_sockets, wait_until
+from tests.reliability.probes import (
+    descendants,
+    files_containing,
+    net_sockets,
+    wait_until,
+)
 from tests.reliability.wire import audio_form, upload
 from tests.speech import FIXTURES, FOX_FILES, LONG_FILE
 from tests.stack import CACHE, Daemon, Shim

@@ -24,9 +24,9 @@ from tests.reliability.probes import files_containing, hwm_mb, rss_mb
 from tests.reliability.wire import Reply, assert_openai_error, audio_form, post, upload
 from tests.speech import FOX_TEXT, word_recall
 from tests.stack import Daemon
-from whisperd import protocol
 from whisperd.client import Client
-from whisperd.errors import AudioTooLong
+from whisperd.core import protocol
+from whisperd.core.errors import AudioTooLong
 
 # Bytes that only our uploads contain: found in a file, they would be a leaked upload.
 MARKERS = [RANDOM[:48], FOX["wav"][20000:20048], FOX["mp3"][5000:5048]]

@@ -27,7 +27,13 @@ import pytest
 import tests.stack
 from tests.reliability.conftest import Watched
 from tests.reliability.media import tone, wav
-from tests.reliability.probes import descendants, rss_mb, state, unix_listen_paths, wait_until
+from tests.reliability.probes import (
+    descendants,
+    rss_mb,
+    state,
+    unix_listen_paths,
+    wait_until,
+)
 from tests.reliability.wire import assert_openai_error, audio_form, upload
 from tests.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, word_recall
 from tests.stack import CACHE, Daemon, Shim

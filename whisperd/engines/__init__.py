@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from whisperd.engines.base import Engine
-    from whisperd.models import ModelInfo
+    from whisperd.engines.base import Engine, ModelInfo
 
 ENGINE_NAMES = ("auto", "faster-whisper", "openai-whisper")  # and "null", for benchmarks only
 
@@ -42,7 +41,7 @@ def load_engine(
             model, device=device, compute_type=compute_type, cpu_threads=cpu_threads, workers=workers
         )
     if name == "openai-whisper":
-        from whisperd.engines.openai_whisper import OpenAIWhisperEngine
+        from whisperd.engines.openai.engine import OpenAIWhisperEngine
 
         return OpenAIWhisperEngine(
             model,

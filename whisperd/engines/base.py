@@ -1,97 +1,34 @@
-"""The engine interface and the one result type every engine returns.
+"""The engine interface: what an engine is given (a model, audio, Options) and returns.
 
-The result carries exactly what OpenAI's `verbose_json` needs, so the
-renderers in `whisperd.formats` never see an engine object. It is plain data
-(`to_dict` / `from_dict`) because it crosses the socket and worker pipes.
+The result type (`Transcript`) lives in `whisperd.core.transcript`, which every
+program shares; this module is what the daemon knows of engines.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Protocol
 
-if TYPE_CHECKING:  # the shim and whisperctl import this module: keep numpy out of them
+from whisperd.core.constants import FALLBACK_TEMPERATURES
+from whisperd.core.transcript import Segment, Transcript
+
+if TYPE_CHECKING:  # numpy only where audio is
     import numpy as np
 
-SAMPLE_RATE = 16_000
-
-# OpenAI's `temperature=0` means "start greedy, fall back to hotter sampling when
-# the output looks wrong" - whisper's own default sequence.
-FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-
 
 @dataclass(frozen=True)
-class Word:
-    word: str
-    start: float
-    end: float
-    probability: float = 0.0
+class ModelInfo:
+    """An installed model: where its weights are and what it can do."""
 
-
-@dataclass(frozen=True)
-class Segment:
-    id: int
-    seek: int
-    start: float
-    end: float
-    text: str
-    tokens: tuple[int, ...] = ()
-    temperature: float = 0.0
-    avg_logprob: float = 0.0
-    compression_ratio: float = 0.0
-    no_speech_prob: float = 0.0
-    words: tuple[Word, ...] = ()
-
-    @staticmethod
-    def from_dict(d: dict[str, Any]) -> "Segment":
-        d = dict(d)
-        d["tokens"] = tuple(d.get("tokens") or ())
-        d["words"] = tuple(Word(**w) for w in d.get("words") or ())
-        return Segment(**d)
-
-
-def segment_dict(s: Segment) -> dict[str, Any]:
-    return {
-        "id": s.id, "seek": s.seek, "start": s.start, "end": s.end, "text": s.text,
-        "tokens": list(s.tokens), "temperature": s.temperature, "avg_logprob": s.avg_logprob,
-        "compression_ratio": s.compression_ratio, "no_speech_prob": s.no_speech_prob,
-        "words": [{"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
-                  for w in s.words],
-    }
-
-
-@dataclass(frozen=True)
-class Transcript:
-    text: str
-    language: str  # ISO-639-1 code, e.g. "en"
-    duration: float  # seconds of audio
-    segments: tuple[Segment, ...] = ()
-    task: str = "transcribe"
+    name: str
+    kind: str  # "ctranslate2" | "openai-whisper"
+    path: Path
+    multilingual: bool
 
     @property
-    def words(self) -> list[Word]:
-        return [w for s in self.segments for w in s.words]
-
-    def to_dict(self) -> dict[str, Any]:
-        # Built by hand: dataclasses.asdict deep-copies recursively (2-3 % of the
-        # daemon's time per request at the framework's ceiling, profiled).
-        return {
-            "text": self.text,
-            "language": self.language,
-            "duration": self.duration,
-            "task": self.task,
-            "segments": [segment_dict(s) for s in self.segments],
-        }
-
-    @staticmethod
-    def from_dict(d: dict[str, Any]) -> "Transcript":
-        return Transcript(
-            text=d["text"],
-            language=d["language"],
-            duration=float(d["duration"]),
-            segments=tuple(Segment.from_dict(s) for s in d.get("segments") or ()),
-            task=d.get("task", "transcribe"),
-        )
+    def english_only(self) -> bool:
+        return not self.multilingual
 
 
 @dataclass(frozen=True)
@@ -134,7 +71,3 @@ class Engine(Protocol):
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 audio. Blocking; call it off the event loop."""
         ...
-
-
-def join_segment_text(segments: list[Segment] | tuple[Segment, ...]) -> str:
-    return "".join(s.text for s in segments).strip()

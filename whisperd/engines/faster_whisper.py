@@ -14,19 +14,12 @@ import os
 
 import numpy as np
 
-from whisperd.engines.base import (
-    SAMPLE_RATE,
-    Options,
-    Segment,
-    SegmentCallback,
-    Transcript,
-    Word,
-    join_segment_text,
-)
+from whisperd.core.constants import SAMPLE_RATE
+from whisperd.core.errors import EngineError, UnsupportedForModel
+from whisperd.core.transcript import Segment, Transcript, Word, join_segment_text
 from whisperd.engines import short_path
-from whisperd.errors import EngineError, UnsupportedForModel
-from whisperd.models import ModelInfo
-from whisperd.silence import is_digital_silence, is_silence_segment
+from whisperd.engines.base import ModelInfo, Options, SegmentCallback
+from whisperd.engines.silence import is_digital_silence, is_silence_segment
 
 log = logging.getLogger(__name__)
 

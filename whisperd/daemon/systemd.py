@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 log = logging.getLogger("whisperd.systemd")
 
@@ -239,27 +239,3 @@ def listen_fds(unset_environment: bool = True) -> list[socket.socket]:
 
 
 # -- journald ------------------------------------------------------------------
-
-
-def under_journald(stream: IO[Any] | None = None) -> bool:
-    """True when stderr (or ``stream``) is connected to the journal.
-
-    systemd sets JOURNAL_STREAM="dev:inode" of the stream it gave us; matching
-    it against fstat tells apart a shell started from the service, whose stderr
-    was redirected elsewhere but still inherited the variable.
-    """
-    value = os.environ.get("JOURNAL_STREAM")
-    if not value:
-        return False
-    dev_text, _, ino_text = value.partition(":")
-    try:
-        dev, ino = int(dev_text), int(ino_text)
-    except ValueError:
-        return False
-    try:
-        fd = 2 if stream is None else stream.fileno()
-        st = os.fstat(fd)
-    except (OSError, ValueError, AttributeError):
-        # No descriptor to compare (a wrapped or in-memory stream): trust the variable.
-        return True
-    return (st.st_dev, st.st_ino) == (dev, ino)

@@ -21,7 +21,6 @@ windowed 30 s loop.
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 import threading
 from contextlib import contextmanager
@@ -30,19 +29,17 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from whisperd.engines.base import (
-    SAMPLE_RATE,
-    Options,
-    Segment,
-    SegmentCallback,
-    Transcript,
-    Word,
-    join_segment_text,
-)
+from whisperd.core.constants import SAMPLE_RATE
+from whisperd.core.errors import EngineError, InvalidParameter, UnsupportedForModel
+from whisperd.core.transcript import Segment, Transcript, Word, join_segment_text
 from whisperd.engines import short_path
-from whisperd.engines.openai_load import load_checkpoint, resolve_compute_type, resolve_device
-from whisperd.engines.openai_short import transcribe_short
-from whisperd.errors import EngineError, InvalidParameter, UnsupportedForModel
+from whisperd.engines.base import Options, SegmentCallback
+from whisperd.engines.openai.load import (
+    load_checkpoint,
+    resolve_compute_type,
+    resolve_device,
+)
+from whisperd.engines.openai.short import transcribe_short
 
 if TYPE_CHECKING:
     import torch
@@ -50,8 +47,8 @@ if TYPE_CHECKING:
     from whisper.model import Whisper
     from whisper.tokenizer import Tokenizer
 
-from whisperd.models import ModelInfo
-from whisperd.silence import is_digital_silence, is_silence_segment
+from whisperd.engines.base import ModelInfo
+from whisperd.engines.silence import is_digital_silence, is_silence_segment
 
 log = logging.getLogger(__name__)
 

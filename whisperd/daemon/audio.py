@@ -32,7 +32,12 @@ from collections.abc import Iterable
 import av
 import numpy as np
 
-from whisperd.errors import AudioDecodeError, AudioEmpty, AudioTooLong, WhisperdError
+from whisperd.core.errors import (
+    AudioDecodeError,
+    AudioEmpty,
+    AudioTooLong,
+    WhisperdError,
+)
 
 SAMPLE_RATE = 16000
 # Input rates outside this range are refused: real audio lives between telephone

@@ -31,19 +31,19 @@ from typing import Any
 
 import numpy as np
 
-from whisperd.engines.base import Options, Segment, Transcript, segment_dict
-from whisperd.errors import WhisperdError, WorkerFailed
-from whisperd.hot import Job, JobCancelled
-from whisperd.models import ModelInfo
+from whisperd.core.errors import WhisperdError, WorkerFailed
+from whisperd.core.transcript import Segment, Transcript, segment_dict
+from whisperd.daemon.jobs import Job, JobCancelled
+from whisperd.engines.base import ModelInfo, Options
 
 log = logging.getLogger("whisperd.worker")
 
 # Imported once in the fork server, so each worker starts with them in memory.
-PRELOAD = ["numpy", "ctranslate2", "faster_whisper", "whisperd.engines.faster_whisper", "whisperd.audio"]
+PRELOAD = ["numpy", "ctranslate2", "faster_whisper", "whisperd.engines.faster_whisper", "whisperd.daemon.audio"]
 # Cold workers run at this nice level (the hot worker at the daemon's own).
 COLD_NICENESS = 10
-PRELOAD_TORCH = ["torch", "whisper", "whisper.timing", "whisperd.engines.openai_whisper",
-                 "whisperd.engines.convert", "whisperd.engines.meta_warmup"]
+PRELOAD_TORCH = ["torch", "whisper", "whisper.timing", "whisperd.engines.openai.engine",
+                 "whisperd.engines.openai.convert", "whisperd.engines.openai.meta_warmup"]
 
 
 def _send(conn: Any, obj: dict[str, Any]) -> None:
@@ -135,17 +135,6 @@ def warm_fork_server(preload_torch: bool) -> None:
         forkserver.ensure_running()
     except Exception as exc:  # e.g. no usable temporary directory for its socket
         log.warning("cannot start the cold-worker fork server (%s); the hot worker serves alone", exc)
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 class ColdWorker:

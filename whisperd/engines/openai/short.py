@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from whisperd.core.constants import SAMPLE_RATE
+from whisperd.core.transcript import Segment, Transcript, join_segment_text
 from whisperd.engines import short_path
-from whisperd.engines.base import SAMPLE_RATE, Options, Segment, Transcript, join_segment_text
-from whisperd.silence import is_silence_segment
+from whisperd.engines.base import Options
+from whisperd.engines.silence import is_silence_segment
 
 if TYPE_CHECKING:
     import torch

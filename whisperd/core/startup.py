@@ -6,8 +6,8 @@ import os
 import sys
 from typing import Any, Sequence
 
-from whisperd.config import Setting, describe, from_command_line
-from whisperd.errors import ConfigError
+from whisperd.core.errors import ConfigError
+from whisperd.core.settings import Setting, describe, from_command_line
 
 
 def prepare(prog: str, description: str, cls: type, settings: Sequence[Setting], section: str,
@@ -23,7 +23,7 @@ def prepare(prog: str, description: str, cls: type, settings: Sequence[Setting],
     if print_config:
         print(describe(config, settings))
         return 0
-    from whisperd.logging_setup import setup_logging
+    from whisperd.core.logs import setup_logging
 
     setup_logging(config.log_level)
     try:

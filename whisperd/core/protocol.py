@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from whisperd.errors import (
+from whisperd.core.errors import (
     FrameTooLarge,
     InvalidParameter,
     ProtocolError,

@@ -41,10 +41,6 @@ class WhisperdError(Exception):
 # --- the client's request is wrong -------------------------------------------------
 
 
-class InvalidRequest(WhisperdError):
-    code = "invalid_request"
-
-
 class InvalidParameter(WhisperdError):
     code = "invalid_parameter"
 
@@ -119,6 +115,18 @@ class ShuttingDown(WhisperdError):
 
 class WorkerFailed(WhisperdError):
     code = "worker_failed"
+
+
+class WorkerTimeout(WorkerFailed):
+    """A cold worker ran past its deadline and was killed (never retried)."""
+
+    code = "worker_timeout"
+
+
+class JobCancelled(WhisperdError):
+    """The client went away; its work was dropped (never sent to anyone)."""
+
+    code = "cancelled"
 
 
 class EngineError(WhisperdError):

@@ -7,7 +7,7 @@
                [--output PATH] [--progress | --no-progress]
 
 The socket is `--socket`, else $WHISPERD_SOCKET, else /run/whisperd/whisperd.sock.
-Output is rendered by `whisperd.formats`, so a file written here is byte-for-byte
+Output is rendered by `whisperd.core.formats`, so a file written here is byte-for-byte
 what the HTTP API answers for the same `response_format`. The progress bar goes to
 stderr (only when stderr is a terminal, unless forced), never to stdout.
 
@@ -33,10 +33,10 @@ import sys
 from typing import Any, Callable
 
 from whisperd.client import Client
-from whisperd.ctl_progress import ProgressBar
-from whisperd.config import DEFAULT_SOCKET
-from whisperd.errors import NotReady, WhisperdError
-from whisperd.formats import RESPONSE_FORMATS, render
+from whisperd.client.progress import ProgressBar
+from whisperd.core.errors import NotReady, WhisperdError
+from whisperd.core.formats import RESPONSE_FORMATS, render
+from whisperd.core.settings import DEFAULT_SOCKET
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -225,7 +225,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.finish(result.get("duration"))
     # Imported here: the result type pulls in numpy, which status/models never need.
-    from whisperd.engines.base import Transcript
+    from whisperd.core.transcript import Transcript
 
     transcript = Transcript.from_dict(result)
     body, _ = render(transcript, args.format, words=args.words)

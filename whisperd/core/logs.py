@@ -4,7 +4,7 @@ Under journald every line starts with its sd-daemon priority (``<3>`` error …
 ``<7>`` debug) and carries no timestamp, since the journal stamps each entry
 itself. Tracebacks and multi-line messages get the prefix on *every* line, so
 ``journalctl -p err`` keeps a whole traceback together. In a terminal the
-lines read ``2026-11-28 14:00:00,123 INFO whisperd.server: message``.
+lines read ``2026-11-28 14:00:00,123 INFO whisperd.daemon.server: message``.
 
 Stdlib only. ``set_level`` changes verbosity in place, for a SIGHUP reload.
 """
@@ -12,10 +12,9 @@ Stdlib only. ``set_level`` changes verbosity in place, for a SIGHUP reload.
 from __future__ import annotations
 
 import logging
+import os
 import sys
-from typing import IO
-
-from whisperd.systemd import under_journald
+from typing import IO, Any
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -111,3 +110,27 @@ def _apply(levelno: int) -> None:
     for name in APP_LOGGERS:
         logging.getLogger(name).setLevel(levelno)
     logging.getLogger().setLevel(max(levelno, logging.WARNING))
+
+
+def under_journald(stream: IO[Any] | None = None) -> bool:
+    """True when stderr (or ``stream``) is connected to the journal.
+
+    systemd sets JOURNAL_STREAM="dev:inode" of the stream it gave us; matching
+    it against fstat tells apart a shell started from the service, whose stderr
+    was redirected elsewhere but still inherited the variable.
+    """
+    value = os.environ.get("JOURNAL_STREAM")
+    if not value:
+        return False
+    dev_text, _, ino_text = value.partition(":")
+    try:
+        dev, ino = int(dev_text), int(ino_text)
+    except ValueError:
+        return False
+    try:
+        fd = 2 if stream is None else stream.fileno()
+        st = os.fstat(fd)
+    except (OSError, ValueError, AttributeError):
+        # No descriptor to compare (a wrapped or in-memory stream): trust the variable.
+        return True
+    return (st.st_dev, st.st_ino) == (dev, ino)

@@ -6,14 +6,14 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from whisperd.errors import ConfigError, EngineError
+from whisperd.core.errors import ConfigError, EngineError
 
 if TYPE_CHECKING:
     from whisper.model import Whisper
 
-    from whisperd.models import ModelInfo
+    from whisperd.engines.base import ModelInfo
 
-log = logging.getLogger("whisperd.engines.openai_whisper")
+log = logging.getLogger("whisperd.engines.openai")
 
 COMPUTE_TYPES = ("auto", "default", "float32", "float16")
 
@@ -46,7 +46,7 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
 
 
 def load_checkpoint(model: "ModelInfo", device: str, cache_dir: Path | None) -> "Whisper":
-    from whisperd.engines import convert
+    from whisperd.engines.openai import convert
 
     if model.kind == "ctranslate2":
         if cache_dir is None:  # nowhere to keep it: convert in memory each start

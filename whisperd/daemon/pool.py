@@ -1,4 +1,4 @@
-"""The dispatcher: the hot lane plus cold workers, driven by `whisperd.policy`.
+"""The dispatcher: the hot lane plus cold workers, driven by `whisperd.daemon.policy`.
 
 Every event - a request arrives, a lane frees up, a worker becomes ready or
 dies, a one-second tick - gathers the facts, asks the pure policy for a
@@ -19,13 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from whisperd import policy
-from whisperd.config import DaemonConfig
-from whisperd.engines.base import Transcript
-from whisperd.errors import ModelNotFound, Overloaded, ShuttingDown, WorkerFailed
-from whisperd.hot import HotLane, Job, JobCancelled
-from whisperd.models import ModelInfo
-from whisperd.worker import ColdWorker, fork_context, rss_mb
+from whisperd.core.errors import ModelNotFound, Overloaded, ShuttingDown, WorkerFailed
+from whisperd.core.transcript import Transcript
+from whisperd.daemon import policy
+from whisperd.daemon.config import DaemonConfig
+from whisperd.daemon.jobs import Job, JobCancelled
+from whisperd.daemon.lanes.cold import ColdWorker, fork_context
+from whisperd.daemon.lanes.hot import HotLane
+from whisperd.daemon.resources import free_vram_mb, mem_available_mb, rss_mb
+from whisperd.engines.base import ModelInfo
 
 log = logging.getLogger("whisperd.pool")
 
@@ -45,31 +47,6 @@ INLINE_DECODE_BYTES = 256 * 1024
 # After a failed cold start, its model gets no new cold workers for this long (the
 # hot worker takes the work meanwhile) - not a spawn loop.
 SPAWN_BACKOFF_S = 30.0
-
-
-def mem_available_mb() -> float:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("inf")
-
-
-def free_vram_mb() -> float:
-    """Free memory on the current CUDA device (workers there hold their model in VRAM).
-
-    Not exercised in CI: these machines have no GPU.
-    """
-    try:
-        import torch
-
-        free, _total = torch.cuda.mem_get_info()
-        return free / (1 << 20)
-    except Exception:  # no torch CUDA build: do not block spawning on a guess
-        return mem_available_mb()
 
 
 class Pool:
@@ -122,7 +99,7 @@ class Pool:
             raise ModelNotFound(f"model {job.model!r} is not served here")
         if self.queue_depth + len(self.running) >= self.config.queue_size:
             raise Overloaded(f"{self.queue_depth} requests are waiting; try again shortly")
-        from whisperd.audio import decode_audio, is_plain_wav
+        from whisperd.daemon.audio import decode_audio, is_plain_wav
 
         loop = asyncio.get_running_loop()
         decode = functools.partial(decode_audio, audio, max_duration_s=self.config.max_audio_seconds)

@@ -18,11 +18,11 @@ import math
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from whisperd.errors import InvalidParameter
-from whisperd.languages import language_name
+from whisperd.core.errors import InvalidParameter
+from whisperd.core.languages import language_name
 
 if TYPE_CHECKING:  # base.py imports numpy; the renderers only read its fields
-    from whisperd.engines.base import Segment, Transcript
+    from whisperd.core.transcript import Segment, Transcript
 
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 

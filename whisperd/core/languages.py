@@ -7,7 +7,7 @@ importing whisper or torch. `verbose_json` reports the full lower-case name.
 
 from __future__ import annotations
 
-from whisperd.errors import InvalidParameter
+from whisperd.core.errors import InvalidParameter
 
 # Order follows whisper's table (its token order); do not sort.
 LANGUAGES = {

@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from whisperd.errors import EngineError
+from whisperd.core.errors import EngineError
 
 if TYPE_CHECKING:
     import torch
     from whisper.model import ModelDimensions, Whisper
 
-    from whisperd.models import ModelInfo
+    from whisperd.engines.base import ModelInfo
 
 # Bump when the conversion itself changes, so old cached checkpoints are not reused.
 CONVERTER_VERSION = 1

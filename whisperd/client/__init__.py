@@ -10,7 +10,7 @@
 
 A result is the daemon's `result` frame: `reply["result"]` is the transcript
 (`text`, `language`, `duration`, `segments`, `task`), plus `worker`, `model`.
-Errors arrive as `whisperd.errors.WhisperdError` subclasses with stable codes.
+Errors arrive as `whisperd.core.errors.WhisperdError` subclasses with stable codes.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import asyncio
 import socket
 from typing import Any, Callable
 
-from whisperd import protocol
-from whisperd.errors import NotReady, WhisperdError
+from whisperd.core import protocol
+from whisperd.core.errors import NotReady, WhisperdError
+
 
 class ConnectionLost(Exception):
     """The socket closed under a request (internal; surfaces as NotReady)."""

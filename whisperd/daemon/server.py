@@ -16,13 +16,20 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from whisperd import __version__, protocol
-from whisperd.config import DaemonConfig
-from whisperd.engines.base import Options, Segment, segment_dict
-from whisperd.errors import ModelNotFound, ProtocolError, UnsupportedForModel, WhisperdError
-from whisperd.hot import Job, JobCancelled
-from whisperd.models import DEFAULT_ALIASES, ModelInfo
-from whisperd.pool import Pool
+from whisperd import __version__
+from whisperd.core import protocol
+from whisperd.core.errors import (
+    ModelNotFound,
+    ProtocolError,
+    UnsupportedForModel,
+    WhisperdError,
+)
+from whisperd.core.model_names import DEFAULT_ALIASES
+from whisperd.core.transcript import Segment, segment_dict
+from whisperd.daemon.config import DaemonConfig
+from whisperd.daemon.jobs import Job, JobCancelled
+from whisperd.daemon.pool import Pool
+from whisperd.engines.base import ModelInfo, Options
 
 log = logging.getLogger("whisperd.server")
 
@@ -178,7 +185,7 @@ class Server:
         o = request.options
         language = o.language
         if language is not None:
-            from whisperd.languages import normalize_language
+            from whisperd.core.languages import normalize_language
 
             language = normalize_language(language)
         if model.english_only:
