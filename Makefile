@@ -25,7 +25,7 @@ $(VENV)/.stamp: requirements/*.txt setup.cfg pyproject.toml
 
 venv: $(VENV)/.stamp
 
-# The official openai Node SDK, a second real client for tests/test_node_sdk.py (skipped without npm).
+# The official openai Node SDK, a second real client for tests/stack/test_node_sdk.py (skipped without npm).
 NODE_SDK = tests/clients/node
 $(NODE_SDK)/node_modules/.stamp: $(NODE_SDK)/package.json $(NODE_SDK)/package-lock.json
 	cd $(NODE_SDK) && npm ci --no-audit --no-fund --loglevel=error
@@ -33,7 +33,7 @@ $(NODE_SDK)/node_modules/.stamp: $(NODE_SDK)/package.json $(NODE_SDK)/package-lo
 
 node-sdk:
 	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(NODE_SDK)/node_modules/.stamp; \
-	else echo "npm not found: tests/test_node_sdk.py will be skipped (install nodejs and npm)"; fi
+	else echo "npm not found: tests/stack/test_node_sdk.py will be skipped (install nodejs and npm)"; fi
 
 # Daemon + shim in the foreground on the embedded tiny.en; Ctrl-C stops both.
 serve: venv

@@ -1,6 +1,6 @@
 """Voice commands end to end through HTTP: idle latency and a burst of 12, short path on and off.
 
-Two real stacks (tests/stack.py: `whisperd` + `whisperd-shim`, tiny.en) run side
+Two real stacks (testing/stack.py: `whisperd` + `whisperd-shim`, tiny.en) run side
 by side, one with `--short-path on` and one with it off, and are measured
 interleaved (a request to one, then the same request to the other), so a busy
 machine slows both alike. Measured per stack:
@@ -41,7 +41,7 @@ from bench.report import git_rev, machine, median, progress, table, update_secti
 from bench.short_accuracy import HEADERS as ACCURACY_HEADERS  # noqa: E402
 from bench.short_accuracy import clips, rows, run  # noqa: E402
 from bench.speech import commands  # noqa: E402
-from tests.stack import Stack  # noqa: E402
+from testing.stack import Stack  # noqa: E402
 
 BURST = 12
 # stack name → daemon flags; cold workers as configured by default unless said otherwise

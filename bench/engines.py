@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from whisperd.engines.base import Options
 
 FIXTURES = ROOT / "tests" / "fixtures"
-CACHE = ROOT / ".cache"  # the same converted checkpoints the tests use (tests/stack.py)
+CACHE = ROOT / ".cache"  # the same converted checkpoints the tests use (testing/stack.py)
 MODELS = ("tiny.en", "base")
 CLIPS = (("3 s", "fox.wav", "fox.txt"), ("30 s", "long.mp3", "long.txt"))
 BEAMS = (1, 5)

@@ -35,7 +35,7 @@ from bench.report import (  # noqa: E402
     update_section,
 )
 from bench.speech import commands, duration_s, long_recording  # noqa: E402
-from tests.stack import Stack  # noqa: E402
+from testing.stack import Stack  # noqa: E402
 
 
 async def post(session: aiohttp.ClientSession, url: str, wav: bytes, name: str = "a.wav") -> tuple[float, int, str]:
@@ -87,7 +87,7 @@ def spawn_to_ready(engine: str, repeats: int) -> dict[str, list[float]]:
     """Naive: a fresh interpreter imports everything, then loads. Pool: fork-server child loads."""
     import multiprocessing
 
-    from tests.stack import CACHE
+    from testing.stack import CACHE
     from whisperd.daemon.lanes.cold import ColdWorker, fork_context, warm_fork_server
     from whisperd.daemon.models import resolve_model
 

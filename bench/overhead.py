@@ -47,7 +47,7 @@ from bench.report import (  # noqa: E402
     update_section,
 )
 from bench.speech import wav_bytes  # noqa: E402
-from tests.stack import CACHE, Stack  # noqa: E402
+from testing.stack import CACHE, Stack  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
 CLIPS = (("3 s", "fox.wav"), ("30 s", "long.mp3"))
@@ -390,15 +390,15 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("JSON encode/decode, result dicts", ("json/", "asdict (", "_asdict_inner (", "to_dict (", "from_dict (")),
     ("Prometheus metrics", ("prometheus_client/",)),
     ("logging", ("logging/__init__.py",)),
-    ("systemd STATUS= line (on_change)", ("status_line (", "Server.status (", "Pool.status (", "whisperd/systemd.py")),
-    ("scheduling (pool + policy)", ("Pool._schedule (", "whisperd/policy.py", "mem_available_mb (",
+    ("systemd STATUS= line (on_change)", ("status_line (", "Server.status (", "Pool.status (", "whisperd/daemon/systemd.py")),
+    ("scheduling (pool + policy)", ("Pool._schedule (", "whisperd/daemon/policy.py", "mem_available_mb (",
                                     "_memory_estimate (", "_worker_facts (")),
     ("thread hand-off (executors)", ("concurrent/futures/thread.py", "run_in_executor (", "call_soon_threadsafe (",
                                      "_chain_future", "_copy_future_state (")),
-    ("audio decode", ("whisperd/audio.py",)),
-    ("socket framing (protocol + client)", ("whisperd/protocol.py", "whisperd/client.py")),
-    ("daemon request handling (server.py, hot.py, pool.py)", ("whisperd/server.py", "whisperd/hot.py",
-                                                              "whisperd/pool.py")),
+    ("audio decode", ("whisperd/daemon/audio.py",)),
+    ("socket framing (protocol + client)", ("whisperd/core/protocol.py", "whisperd/client/__init__.py")),
+    ("daemon request handling (server.py, hot.py, pool.py)", ("whisperd/daemon/server.py", "whisperd/daemon/lanes/hot.py",
+                                                              "whisperd/daemon/pool.py")),
     ("HTTP server (aiohttp)", ("aiohttp/",)),
     ("shim handlers", ("shim/",)),
     ("asyncio streams/tasks", ("asyncio/",)),

@@ -43,7 +43,7 @@ def layouts(cores: int, default: tuple[int, int]) -> list[tuple[int, int]]:
 def measure_one(slots: int, threads: int, runs: int) -> dict:
     """In this process: load, warm every slot, time; returns the figures."""
     from bench.speech import commands
-    from tests.stack import CACHE
+    from testing.stack import CACHE
     from whisperd.daemon.audio import decode_audio
     from whisperd.daemon.models import resolve_model
     from whisperd.engines import load_engine

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Check that packaging/debian/whisperd.conf documents every setting.
 
-Every key of whisperd/config.py's DAEMON_SETTINGS ([whisperd]) and
-SHIM_SETTINGS ([shim]) must appear in its section, as `key = value` or as a
+Every key of whisperd/daemon/config.py's DAEMON_SETTINGS ([whisperd]) and
+shim/config.py's SHIM_SETTINGS ([shim]) must appear in its section, as `key = value` or as a
 commented `# key = value`, and no unknown key may appear. `--template` prints
 a fresh commented template from the tables instead (to start a new conffile).
 Stdlib only; run from the repository root.

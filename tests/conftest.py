@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.stack import Stack
+from testing.stack import Stack
 
 ENGINES = ("faster-whisper", "openai-whisper")
 
