@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: venv node-sdk serve test soak bench clean distclean
+.PHONY: venv node-sdk serve test test-unit lint-imports soak bench clean distclean
 
 # The stamp depends on every requirements file: a second run does nothing
 # unless one of them changed.
@@ -47,8 +47,18 @@ serve: venv
 	$(BIN)/whisperd-shim --socket $(SOCKET) --host $(HOST) --port $(PORT) --config /dev/null & s=$$!; \
 	wait $$d; rc=$$?; kill $$s 2>/dev/null; wait $$s 2>/dev/null; exit $$rc
 
-test: venv node-sdk
+# Everything but the soak: the walls, then unit, service and stack tests (docs/architecture.md).
+test: venv node-sdk lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# Seconds, no model weights, no child processes: pure codecs, policy, formats, settings, protocol
+# and the doctests of the pure modules (tests/unit/test_doctests.py).
+test-unit: venv
+	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
+
+# The import walls between the programs (setup.cfg [importlinter]).
+lint-imports: venv
+	$(BIN)/lint-imports
 
 soak: venv
 	$(BIN)/python -m pytest -q -m slow -o addopts= $(PYTEST_ARGS)
