@@ -9,13 +9,16 @@ from typing import Mapping
 
 import pytest
 
+from shim.config import SHIM_SETTINGS, ShimConfig
 from whisperd.core.errors import ConfigError
 from whisperd.core.settings import (
+    DEFAULT_CONFIG_FILE,
     Setting,
     add_arguments,
     bounded,
     build,
     describe,
+    from_command_line,
 )
 
 SETTINGS = (
@@ -186,3 +189,29 @@ def test_an_unreadable_file_is_an_error_unless_the_program_skips_an_unreadable_d
 def test_broken_ini_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="not valid INI"):
         make(tmp_path, "no section header\n")
+
+
+# --- a real table: the shim's renamed timeouts ----------------------------------------------------
+
+
+def test_shim_timeouts_old_flags_env_and_keys_still_work(tmp_path, capsys):
+    conf = tmp_path / "shim.conf"
+    conf.write_text("[shim]\nrequest_timeout = 77\n")
+    config, _ = from_command_line("whisperd-shim", "", ShimConfig, SHIM_SETTINGS, "shim",
+                                  ["--config", str(conf), "--read-timeout", "9"], {})
+    assert (config.upload_timeout, config.transcript_timeout) == (9.0, 77.0)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "whisperd-shim: warning: flag --read-timeout is deprecated: use --upload-timeout",
+        f"whisperd-shim: warning: key 'request_timeout' in [shim] of {conf} is deprecated: use transcript_timeout",
+    ]
+    config, _ = from_command_line("whisperd-shim", "", ShimConfig, SHIM_SETTINGS, "shim", ["--config", "/dev/null"],
+                                  {"WHISPERD_REQUEST_TIMEOUT": "55", "WHISPERD_READ_TIMEOUT": "5"})
+    assert (config.upload_timeout, config.transcript_timeout) == (5.0, 55.0)
+
+
+def test_shim_defaults_are_unchanged_by_the_rename():
+    config, _ = from_command_line("whisperd-shim", "", ShimConfig, SHIM_SETTINGS, "shim", ["--config", "/dev/null"],
+                                  {})
+    assert (config.upload_timeout, config.transcript_timeout) == (120.0, 3600.0)
+    assert DEFAULT_CONFIG_FILE == "/etc/whisperd/whisperd.conf"
