@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Check that packaging/debian/whisperd.conf documents every setting.
 
-Every key of whisperd/daemon/config.py's DAEMON_SETTINGS ([whisperd]) and
-shim/config.py's SHIM_SETTINGS ([shim]) must appear in its section, as `key = value`
-or as a commented `# key = value`, under its current name (an old name, which the
-programs still read, is reported), and no unknown key may appear. `--template` prints a fresh commented
+Every key of whisperd/daemon/config.py's DAEMON_SETTINGS ([whisperd]),
+shim/config.py's SHIM_SETTINGS ([shim]) and whisperd/client/config.py's CTL_SETTINGS
+([whisperctl]) must appear in its section, as `key = value` or as a commented
+`# key = value`, under its current name (an old name, which the programs still read,
+is reported), and no unknown key may appear. `--template` prints a fresh commented
 template from the tables instead (to start a new conffile).
 Stdlib only; run from the repository root.
 """
@@ -14,9 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shim.config import SHIM_SETTINGS
+from whisperd.client.config import CTL_SETTINGS
 from whisperd.daemon.config import DAEMON_SETTINGS
 
-SECTIONS = {"whisperd": DAEMON_SETTINGS, "shim": SHIM_SETTINGS}
+SECTIONS = {"whisperd": DAEMON_SETTINGS, "shim": SHIM_SETTINGS, "whisperctl": CTL_SETTINGS}
 
 
 def show(s):
