@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Check that packaging/debian/whisperd.conf documents every setting.
 
-Every key of whisperd/daemon/config.py's DAEMON_SETTINGS ([whisperd]) and
-shim/config.py's SHIM_SETTINGS ([shim]) must appear in its section, as `key = value` or as a
-commented `# key = value`, and no unknown key may appear. `--template` prints
-a fresh commented template from the tables instead (to start a new conffile).
+Every key of whisperd/daemon/config.py's DAEMON_SETTINGS ([whisperd]),
+shim/config.py's SHIM_SETTINGS ([shim]) and whisperd/client/config.py's CTL_SETTINGS
+([whisperctl]) must appear in its section, as `key = value` or as a commented
+`# key = value`, under its current name (an old name, which the programs still read,
+is reported), and no unknown key may appear. `--template` prints a fresh commented
+template from the tables instead (to start a new conffile).
 Stdlib only; run from the repository root.
 """
 import re
@@ -13,9 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shim.config import SHIM_SETTINGS
+from whisperd.client.config import CTL_SETTINGS
 from whisperd.daemon.config import DAEMON_SETTINGS
 
-SECTIONS = {"whisperd": DAEMON_SETTINGS, "shim": SHIM_SETTINGS}
+SECTIONS = {"whisperd": DAEMON_SETTINGS, "shim": SHIM_SETTINGS, "whisperctl": CTL_SETTINGS}
 
 
 def show(s):
@@ -23,6 +26,8 @@ def show(s):
         return oct(s.default)[2:].rjust(4, "0")
     if isinstance(s.default, bool):
         return "true" if s.default else "false"
+    if s.default is None:
+        return ""
     return str(s.default)
 
 
@@ -31,7 +36,7 @@ def template():
         print(f"[{section}]")
         for s in settings:
             print(f"# {s.help} (env {s.env_name})")
-            print(f"#{s.name} = {show(s)}")
+            print(f"#{s.name} = {show(s)}".rstrip())
             print()
 
 
@@ -49,10 +54,14 @@ def check(path):
     bad = False
     for section, settings in SECTIONS.items():
         names = {s.name for s in settings}
+        old = {alias: s.name for s in settings for alias in s.aliases}
+        for alias in sorted(found[section] & set(old)):
+            print(f"{path}: [{section}] names {alias}, the old name of {old[alias]}", file=sys.stderr)
+            bad = True
         for missing in sorted(names - found[section]):
             print(f"{path}: [{section}] does not document {missing}", file=sys.stderr)
             bad = True
-        for extra in sorted(found[section] - names):
+        for extra in sorted(found[section] - names - set(old)):
             print(f"{path}: [{section}] names unknown key {extra}", file=sys.stderr)
             bad = True
     if not bad:

@@ -110,11 +110,11 @@ async def _audio_within(request: web.Request, task: str, lease: Lease) -> web.St
     try:
         # Bounds the whole upload: a client trickling bytes cannot hold a request open.
         # (asyncio.timeout, not wait_for: no extra task, so a hang-up still cancels the handler.)
-        async with asyncio.timeout(config.read_timeout):
+        async with asyncio.timeout(config.upload_timeout):
             form = await read_form(request, config.max_upload_bytes, translate=task == "translate", lease=lease)
     except TimeoutError:
-        raise HTTPError("request_timeout",
-                        f"the upload was not complete within {config.read_timeout:g} s") from None
+        raise HTTPError("upload_timeout",
+                        f"the upload was not complete within {config.upload_timeout:g} s (upload_timeout)") from None
     options = {
         "task": task,
         "language": form.language,
@@ -134,14 +134,14 @@ async def _audio_within(request: web.Request, task: str, lease: Lease) -> web.St
 
 async def _transcribe(request: web.Request, audio: bytes, model: str | None, options: dict[str, Any],
                       **stream: Any) -> dict[str, Any]:
-    timeout = request.app[CONFIG].request_timeout
+    timeout = request.app[CONFIG].transcript_timeout
     try:
         # Cancelled here (timeout or the HTTP client hung up), the socket client drops its
         # connection and the daemon drops the work: nobody transcribes for a client that left.
         return await asyncio.wait_for(request.app[CLIENT].transcribe(audio, model=model, **options, **stream),
                                       timeout)
     except asyncio.TimeoutError:
-        raise HTTPError("timeout", f"no transcript after {timeout:g} s (request_timeout)") from None
+        raise HTTPError("transcript_timeout", f"no transcript after {timeout:g} s (transcript_timeout)") from None
 
 
 def _worker_header(reply: dict[str, Any]) -> dict[str, str]:

@@ -28,9 +28,12 @@ SHIM_SETTINGS: tuple[Setting, ...] = (
             "upload bytes held at once across all requests; beyond it uploads get 503 overloaded"),
     Setting("connections", 64, bounded(int, 1, 1024),
             "requests forwarded to the daemon at once (the daemon's queue decides the rest)"),
-    Setting("read_timeout", 120.0, bounded(float, 1.0, 86400.0),
-            "seconds a client may take to send its whole upload (slow uploads are cut off with 408)"),
-    Setting("request_timeout", 3600.0, bounded(float, 1.0, 86400.0), "seconds to wait for a transcript"),
+    Setting("upload_timeout", 120.0, bounded(float, 1.0, 86400.0),
+            "seconds a client may take to send its whole upload (then 408 upload_timeout)",
+            aliases=("read_timeout",)),
+    Setting("transcript_timeout", 3600.0, bounded(float, 1.0, 86400.0),
+            "seconds to wait for the daemon's transcript (then 504 transcript_timeout)",
+            aliases=("request_timeout",)),
     Setting("cors_origins", "", str, "comma-separated origins allowed by CORS (empty: CORS off)"),
     Setting("log_level", "info", choice(*LOG_LEVELS), "log level"),
 )
@@ -46,8 +49,8 @@ class ShimConfig:
     max_upload_bytes: int
     max_buffered_bytes: int
     connections: int
-    read_timeout: float
-    request_timeout: float
+    upload_timeout: float
+    transcript_timeout: float
     cors_origins: str
     log_level: str
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)

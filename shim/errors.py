@@ -33,8 +33,8 @@ STATUS_BY_CODE: dict[str, tuple[int, str]] = {
     "not_ready": (503, "server_error"),
     "overloaded": (503, "server_error"),
     "shutting_down": (503, "server_error"),
-    "timeout": (504, "server_error"),
-    "request_timeout": (408, "invalid_request_error"),
+    "upload_timeout": (408, "invalid_request_error"),  # was 'request_timeout' (setting upload_timeout)
+    "transcript_timeout": (504, "server_error"),  # was 'timeout' (setting transcript_timeout)
 }
 # Anything else (worker_failed, engine_error, internal_error, a newer daemon's code).
 DEFAULT_STATUS = (500, "server_error")

@@ -6,7 +6,11 @@
                [--prompt P] [--temperature T] [--model M] [--translate] [--words]
                [--output PATH] [--progress | --no-progress]
 
-The socket is `--socket`, else $WHISPERD_SOCKET, else /run/whisperd/whisperd.sock.
+Settings come from flags > `WHISPERD_*` environment > `/etc/whisperd/whisperd.conf`
+(`[whisperctl]`, or `--config FILE` / $WHISPERD_CONFIG) > defaults, like the daemon's
+and the shim's (`whisperctl --print-config` shows them). The socket is `--socket`, else
+$WHISPERD_SOCKET, else `socket` in `[whisperctl]`, else `socket` in `[whisperd]` (where
+the daemon listens), else /run/whisperd/whisperd.sock.
 Output is rendered by `whisperd.core.formats`, so a file written here is byte-for-byte
 what the HTTP API answers for the same `response_format`. The progress bar goes to
 stderr (only when stderr is a terminal, unless forced), never to stdout.
@@ -15,7 +19,7 @@ Exit codes:
     0    ok
     1    the daemon answered with an error (or timed out); stderr has
          `whisperctl: error: <message> (<code>)`
-    2    usage error
+    2    usage error, or a bad setting (flag, environment, config file)
     3    daemon not reachable: not running, socket missing, permission denied
          (or shutting down, or `status` found it not ready)
     4    FILE unreadable (or --output not writable)
@@ -33,10 +37,11 @@ import sys
 from typing import Any, Callable
 
 from whisperd.client import Client
+from whisperd.client.config import CTL_SETTINGS, ctl_config
 from whisperd.client.progress import ProgressBar
-from whisperd.core.errors import NotReady, WhisperdError
+from whisperd.core.errors import ConfigError, NotReady, WhisperdError
 from whisperd.core.formats import RESPONSE_FORMATS, render
-from whisperd.core.settings import DEFAULT_SOCKET
+from whisperd.core.settings import add_arguments, add_config_arguments, describe
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -49,7 +54,7 @@ EPILOG = """\
 exit codes:
   0    ok
   1    the daemon answered with an error: 'whisperctl: error: <message> (<code>)'
-  2    usage error
+  2    usage error, or a bad setting (flag, environment, config file)
   3    daemon not reachable (not running, socket missing, permission denied) or not ready
   4    FILE unreadable, or --output not writable
   130  interrupted (Ctrl-C)
@@ -243,13 +248,6 @@ def _temperature(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     from whisperd import __version__
 
@@ -259,12 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--socket", default=os.environ.get("WHISPERD_SOCKET") or DEFAULT_SOCKET,
-                        help=f"the daemon's socket [env WHISPERD_SOCKET; default {DEFAULT_SOCKET}]")
-    parser.add_argument("--timeout", type=_positive, default=None, metavar="SECONDS",
-                        help="give up when the daemon is silent this long (default: wait)")
+    add_arguments(parser, CTL_SETTINGS)  # --socket, --timeout: resolved by ctl_config()
+    add_config_arguments(parser)
     parser.add_argument("--version", action="version", version=f"whisperctl {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Not required by argparse: `whisperctl --print-config` needs no command (main() checks).
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     status = sub.add_parser("status", help="the daemon's state, model and load", epilog=EPILOG,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -352,11 +349,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command is None and not args.print_config:
+            parser.error("the following arguments are required: COMMAND")
         if args.command == "transcribe" and args.words and args.format != "verbose_json":
             args.parser.error("--words needs --format verbose_json (the only format with word timings)")
     except SystemExit as exc:  # argparse: usage errors (2), --help and --version (0)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
+        config = ctl_config(vars(args), args.config, os.environ)
+    except ConfigError as err:
+        _error(err.message)
+        return EXIT_USAGE
+    # The commands read the resolved values where the flags used to put them.
+    args.socket, args.timeout = config.socket, config.timeout
+    try:
+        if args.print_config:
+            _print(describe(config, CTL_SETTINGS))
+            return EXIT_OK
         return _run(args.func, args)
     except KeyboardInterrupt:
         print("whisperctl: interrupted", file=sys.stderr, flush=True)

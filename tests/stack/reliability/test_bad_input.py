@@ -235,12 +235,12 @@ def test_slowloris_upload_is_cut_off(fw_stack):
     Known bug (reported): the shim has no body read timeout - aiohttp bounds only the
     wait for the request headers (keepalive_timeout, 75 s) and the shim's reads of the
     multipart body wait as long as bytes trickle in. This test asks for a setting
-    `read_timeout` (env WHISPERD_READ_TIMEOUT) bounding the whole body, answered with
-    408 `request_timeout` in OpenAI's shape.
+    `upload_timeout` (env WHISPERD_UPLOAD_TIMEOUT; formerly read_timeout) bounding the
+    whole body, answered with 408 `upload_timeout` in OpenAI's shape.
     """
     from testing.stack import Shim
 
-    shim = Shim(fw_stack.daemon.socket, env={"WHISPERD_READ_TIMEOUT": "3"})
+    shim = Shim(fw_stack.daemon.socket, env={"WHISPERD_UPLOAD_TIMEOUT": "3"})
     try:
         headers, body = audio_form(FOX["wav"][:2000], "slow.wav")
         head = (f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\n"
@@ -270,7 +270,7 @@ def test_slowloris_upload_is_cut_off(fw_stack):
         if answer:
             status = int(answer.split(b" ", 2)[1])
             body_json = json.loads(answer.split(b"\r\n\r\n", 1)[1])
-            assert status == 408 and body_json["error"]["code"] == "request_timeout", answer[:300]
+            assert status == 408 and body_json["error"]["code"] == "upload_timeout", answer[:300]
     finally:
         shim.stop()
 
