@@ -131,6 +131,28 @@ async def test_an_exit_signal_during_startup_skips_serving(sock_path):
     assert d.server is None and not os.path.exists(sock_path)
 
 
+async def test_a_second_signal_during_a_model_load_stops_without_waiting_for_it(sock_path, monkeypatch):
+    loading, release = threading.Event(), threading.Event()
+
+    def slow_load(config, model):  # a conversion of a large checkpoint, say
+        loading.set()
+        release.wait(60)
+        raise RuntimeError("released by the test")
+
+    monkeypatch.setattr(main, "load_hot_engine", slow_load)
+    d = daemon_for(sock_path)
+    run = asyncio.ensure_future(d.run())
+    try:
+        await asyncio.wait_for(asyncio.to_thread(loading.wait, 30), 35)
+        d.handle_signal(signal.SIGINT)
+        d.handle_signal(signal.SIGINT)
+        assert await asyncio.wait_for(run, 30) == 1
+        assert d.phases == [Phase.STARTING, Phase.STOPPING, Phase.STOPPED]
+        assert not release.is_set() and not os.path.exists(sock_path)
+    finally:
+        release.set()
+
+
 async def test_a_failed_start_leaves_another_daemons_socket_alone(sock_path):
     other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     other.bind(sock_path)
