@@ -14,10 +14,13 @@ import tempfile
 import threading
 import time
 
+import numpy as np
 import pytest
 
-from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, word_recall
+from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, word_recall
 from testing.stack import CACHE, ROOT, Daemon
+from tests.stack.reliability.media import wav
+from tests.stack.reliability.probes import cmdline, descendants, state, wait_until
 from whisperd.client import Client
 
 
@@ -157,35 +160,82 @@ def _transcribe_in_thread(path: str, audio: bytes, out: dict) -> threading.Threa
     return t
 
 
+def long_speech_wav(repeats: int) -> bytes:
+    """LONG_FILE's speech `repeats` times over, as one valid 16 kHz WAV.
+
+    (Its MP3 bytes concatenated are not one file: the daemon would decode only the first.)
+    """
+    from whisperd.daemon.audio import decode_audio
+
+    pcm = decode_audio(LONG_FILE.read_bytes())
+    return wav((np.tile(pcm, repeats) * 32767).astype("<i2").tobytes())
+
+
+def running(path: str, kind: str) -> dict | None:
+    """The daemon's status once a request runs on a `kind` lane; None before."""
+    with Client(path, timeout=30) as c:
+        status = c.status()
+    busy = [lane for lane in status["lanes"] if lane["kind"] == kind and lane["state"] == "busy"]
+    return status if status["running"] and busy else None
+
+
+def _alive(pids: list[int]) -> list[str]:
+    return [f"{p}: {cmdline(p)[:120]}" for p in pids if state(p) not in ("gone", "Z")]
+
+
 def test_sigterm_finishes_in_flight_work_then_exits_0():
-    d = Daemon("--engine", "faster-whisper", "--max-cold-workers", "0")
-    results = [{} for _ in range(3)]
-    threads = [_transcribe_in_thread(d.socket, f.read_bytes(), r)
-               for f, r in zip((LONG_FILE, FOX_FILES["wav"], FOX_FILES["mp3"]), results)]
-    time.sleep(1.0)  # all three sent; the long one is running
-    d.proc.send_signal(signal.SIGTERM)
-    for t in threads:
-        t.join(300)
-    assert d.proc.wait(60) == 0, d.log()
-    for r in results:
-        assert "reply" in r, r
-    assert word_recall(FOX_TEXT, results[1]["reply"]["result"]["text"]) >= 0.8
-    assert not os.path.exists(d.socket)
-    d.stop()
+    d = Daemon("--engine", "faster-whisper", "--max-cold-workers", "0", "--shutdown-grace", "300")
+    try:
+        results = [{} for _ in range(3)]
+        threads = [_transcribe_in_thread(d.socket, f.read_bytes(), r)
+                   for f, r in zip((LONG_FILE, FOX_FILES["wav"], FOX_FILES["mp3"]), results)]
+        # The long one is running (its ~1 s of work is a wide window for a poll every 20 ms).
+        wait_until(lambda: running(d.socket, "hot") or "reply" in results[0], 60, "the long request to run",
+                   interval=0.02)
+        assert "reply" not in results[0], "the long request finished before the test saw it run"
+        d.proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(300)
+        assert d.proc.wait(60) == 0, d.log()
+        for r in results:
+            assert "reply" in r, r
+        assert word_recall(LONG_TEXT, results[0]["reply"]["result"]["text"]) >= 0.8
+        assert word_recall(FOX_TEXT, results[1]["reply"]["result"]["text"]) >= 0.8
+        assert not os.path.exists(d.socket)
+    finally:
+        d.stop()
 
 
 def test_second_signal_stops_now():
-    d = Daemon("--engine", "faster-whisper", "--max-cold-workers", "0", "--shutdown-grace", "300")
-    out: dict = {}
-    t = _transcribe_in_thread(d.socket, LONG_FILE.read_bytes() * 1, out)
-    time.sleep(1.0)
-    d.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
-    d.proc.send_signal(signal.SIGTERM)
-    assert d.proc.wait(10) != 0
-    t.join(30)
-    assert "second SIGTERM: stopping now" in d.log()
-    d.stop()
+    listener = NotifyListener()
+    # A grace far longer than the test: only the second signal can end the drain in time.
+    d = Daemon("--engine", "faster-whisper", "--max-cold-workers", "1", "--shutdown-grace", "300",
+               env={"NOTIFY_SOCKET": listener.path})
+    try:
+        out: dict = {}
+        # 320 s of speech: over long_audio_seconds, so a cold worker takes it, for many seconds.
+        t = _transcribe_in_thread(d.socket, long_speech_wav(10), out)
+        status = wait_until(lambda: running(d.socket, "cold"), 120, "the long request to run on a cold worker")
+        family = descendants(d.proc.pid)
+        workers = [lane["pid"] for lane in status["lanes"] if lane["kind"] == "cold"]
+        assert workers and set(workers) <= set(family), (workers, family)
+        d.proc.send_signal(signal.SIGTERM)
+        listener.wait_for("STOPPING=1")  # the drain has begun: the next signal is a second one
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(60) == 1, d.log()
+        t.join(30)
+        assert "error" in out and "reply" not in out, out
+        assert "second SIGTERM: stopping now" in d.log()
+        assert not os.path.exists(d.socket)
+        # The cold worker is stopped; the fork server and resource tracker follow the daemon out.
+        try:
+            wait_until(lambda: not _alive(family), 15, "every child of the daemon to exit")
+        except TimeoutError:
+            pass
+        assert _alive(family) == [], (_alive(family), d.log())
+    finally:
+        d.stop()
+        listener.close()
 
 
 def test_sighup_reloads_the_log_level(tmp_path):

@@ -1,107 +1,278 @@
-"""`whisperd`: flags → DaemonConfig → load the model → serve until told to stop."""
+"""`whisperd`: flags → DaemonConfig → `Daemon`: startup(), serve(), shutdown().
+
+The shape is uvicorn's `Server.serve`. Signal handlers only set flags and wake
+whoever waits for them:
+
+- the first SIGTERM/SIGINT sets `should_exit`: serving ends and the drain gives
+  in-flight work up to `shutdown_grace` seconds; the exit status is 0;
+- a second one sets `force_exit`: the drain is cut short - connections are
+  cancelled and the workers stopped now - and the socket is still unlinked;
+  the exit status is 1 (during a model load, start-up simply stops waiting);
+- SIGHUP re-reads the log level.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
 import signal
 import sys
+import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from whisperd.core.errors import WhisperdError
 from whisperd.core.settings import from_command_line
 from whisperd.daemon.config import DAEMON_SETTINGS, DaemonConfig
 
 if TYPE_CHECKING:
+    from whisperd.daemon import systemd
+    from whisperd.daemon.server import Server
     from whisperd.engines.base import Engine, ModelInfo
 
 log = logging.getLogger("whisperd")
 
+T = TypeVar("T")
 
 DESCRIPTION = "Local Whisper speech-to-text daemon."
+EXIT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def load_config(argv: list[str] | None = None) -> tuple[DaemonConfig, bool]:
+def load_config(argv: Sequence[str] | None = None) -> tuple[DaemonConfig, bool]:
     return from_command_line("whisperd", DESCRIPTION, DaemonConfig, DAEMON_SETTINGS, "whisperd", argv, os.environ)
 
 
-async def serve(config: DaemonConfig) -> int:
-    from whisperd.core.startup import freeze_heap
-    from whisperd.daemon import systemd
-    from whisperd.daemon.lanes.cold import warm_fork_server
-    from whisperd.daemon.lanes.hot import hot_lanes
-    from whisperd.daemon.models import resolve_model
-    from whisperd.daemon.pool import Pool
-    from whisperd.daemon.server import Server, bind_unix_socket
+class Phase(enum.Enum):
+    STARTING = "starting"
+    SERVING = "serving"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals_seen = 0
 
-    def on_signal(signum: int) -> None:
-        nonlocal signals_seen
-        signals_seen += 1
-        if signals_seen > 1:
-            log.warning("second %s: stopping now", signal.Signals(signum).name)
-            os._exit(1)
-        log.info("%s: finishing in-flight work (up to %.0f s), then stopping",
-                 signal.Signals(signum).name, config.shutdown_grace)
-        stop.set()
+class Daemon:
+    """One run of the daemon: `await Daemon(config).run()` returns the exit status."""
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(config))
+    def __init__(self, config: DaemonConfig, argv: Sequence[str] | None = None) -> None:
+        self.config = config
+        self.argv = list(sys.argv[1:] if argv is None else argv)  # read again on SIGHUP
+        self.should_exit = False
+        self.force_exit = False
+        self.reload_requested = False
+        self.exit_signals: list[str] = []  # names, in order of arrival
+        self.phases: list[Phase] = []  # every phase entered, in order
+        self.server: Server | None = None
+        self.watchdog: systemd.Watchdog | None = None
+        self.bound_path: str | None = None  # the socket file we created (never an activated one)
+        self._wake = asyncio.Event()  # a signal came: serve() looks at the flags
+        self._forced = asyncio.Event()  # a second exit signal came: stop waiting for anything
+        self._reached = {phase: asyncio.Event() for phase in Phase}
 
-    # Activated sockets first: systemd may already be queueing clients on them.
-    activated = systemd.listen_fds()
-    t0 = time.monotonic()
-    model = resolve_model(config.model, config.cache_path, config.models_path)
-    systemd.status(f"loading model {model.name} ({config.engine})…")
-    log.info("loading model %s from %s (engine %s, device %s)", model.name, model.path, config.engine, config.device)
-    engine, threads = await asyncio.to_thread(load_hot_engine, config, model)
-    served = served_models(config, model)
-    lanes = hot_lanes(engine, model.name)
-    pool = Pool(config, lanes, served)
-    if config.max_cold_workers > 0:
-        # The fork server imports torch/ctranslate2 once, in the background; workers fork from it.
-        asyncio.get_running_loop().run_in_executor(None, warm_fork_server, engine.name == "openai-whisper")
-    server = Server(config, model, pool)
-    pool.start()
-    sock = activated[0] if activated else bind_unix_socket(config.socket, config.socket_mode, config.socket_group)
-    await server.start(sock)
+    async def wait_until(self, phase: Phase) -> None:
+        """Return once the daemon has entered `phase` (at once if it already has)."""
+        await self._reached[phase].wait()
 
-    def status_line() -> str:
-        s = server.status()
-        return (f"ready: model {s['model']}, engine {s['engine']} ({s['compute_type']}), device {s['device']}, "
-                f"queue {s['queue']}, running {s['running']}, workers {1 + s['workers']['cold']} "
-                f"(cold {s['workers']['cold']}, loading {s['loading']}), spawns {s['spawns']}, "
-                f"crashes {s['crashes']}, served {s['served']}")
-
-    server.on_change = pool.on_change = throttled_status(status_line)
-    where = "an activated socket" if activated else config.socket
-    log.info("ready in %.2f s: model %s, engine %s (%s), device %s, %d hot slot%s × %d thread%s, listening on %s",
-             time.monotonic() - t0, model.name, engine.name, engine.compute_type, engine.device,
-             len(lanes), "s"[:len(lanes) > 1], threads, "s"[:threads > 1], where)
-    freeze_heap()
-    systemd.ready(status_line())
-    watchdog = systemd.Watchdog()
-    watchdog.start()
-    try:
-        await stop.wait()
-    finally:
-        systemd.stopping()
-        systemd.status("stopping: finishing in-flight requests…")
-        await server.drain(config.shutdown_grace)
-        await watchdog.stop()
-        if not activated:
+    async def run(self) -> int:
+        """startup(), serve() unless told to stop meanwhile, shutdown(); the exit status."""
+        self._capture_signals()
+        try:
             try:
-                os.unlink(config.socket)
-            except OSError:
-                pass
-    log.info("stopped")
-    return 0
+                await self.startup()
+                if not self.should_exit:
+                    await self.serve()
+            finally:
+                await self.shutdown()
+        finally:
+            self._release_signals()
+        if self.force_exit:
+            log.warning("stopped; in-flight work was cut short")
+            return 1
+        log.info("stopped")
+        return 0
+
+    # --- signals: flags only ----------------------------------------------------------
+
+    def handle_signal(self, signum: int) -> None:
+        """Set the flags and wake the waiters; whatever phase runs acts on them."""
+        if signum == signal.SIGHUP:
+            self.reload_requested = True
+        else:
+            self.exit_signals.append(signal.Signals(signum).name)
+            if self.should_exit:
+                self.force_exit = True
+                self._forced.set()
+            self.should_exit = True
+        self._wake.set()
+
+    def _capture_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (*EXIT_SIGNALS, signal.SIGHUP):
+            loop.add_signal_handler(signum, self.handle_signal, signum)
+
+    def _release_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (*EXIT_SIGNALS, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+
+    # --- the three phases -------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Activated sockets, the model, lanes and pool, the listener, READY=1, the watchdog."""
+        from whisperd.core.startup import freeze_heap
+        from whisperd.daemon import systemd
+        from whisperd.daemon.lanes.cold import warm_fork_server
+        from whisperd.daemon.lanes.hot import hot_lanes
+        from whisperd.daemon.models import resolve_model
+        from whisperd.daemon.pool import Pool
+        from whisperd.daemon.server import Server, bind_unix_socket
+        from whisperd.daemon.status_line import status_line, throttled_status
+
+        self._enter(Phase.STARTING)
+        config = self.config
+        # Activated sockets first: systemd may already be queueing clients on them.
+        activated = systemd.listen_fds()
+        t0 = time.monotonic()
+        model = resolve_model(config.model, config.cache_path, config.models_path)
+        systemd.status(f"loading model {model.name} ({config.engine})…")
+        log.info("loading model %s from %s (engine %s, device %s)", model.name, model.path, config.engine, config.device)
+        loading = asyncio.ensure_future(on_daemon_thread(load_hot_engine, config, model))
+        if not await self._unless_forced(loading) or self.should_exit:
+            return  # told to stop while the model loaded: nothing to serve
+        engine, threads = loading.result()
+        lanes = hot_lanes(engine, model.name)
+        pool = Pool(config, lanes, served_models(config, model))
+        if config.max_cold_workers > 0:
+            # The fork server imports torch/ctranslate2 once, in the background; workers fork from it.
+            asyncio.get_running_loop().run_in_executor(None, warm_fork_server, engine.name == "openai-whisper")
+        self.server = server = Server(config, model, pool)
+        pool.start()
+        if activated:
+            sock = activated[0]
+        else:
+            sock = bind_unix_socket(config.socket, config.socket_mode, config.socket_group)
+            self.bound_path = config.socket
+        await server.start(sock)
+        server.on_change = pool.on_change = throttled_status(lambda: status_line(server.status()))
+        where = "an activated socket" if activated else config.socket
+        log.info("ready in %.2f s: model %s, engine %s (%s), device %s, %d hot slot%s × %d thread%s, listening on %s",
+                 time.monotonic() - t0, model.name, engine.name, engine.compute_type, engine.device,
+                 len(lanes), "s"[:len(lanes) > 1], threads, "s"[:threads > 1], where)
+        freeze_heap()
+        systemd.ready(status_line(server.status()))
+        self.watchdog = systemd.Watchdog()
+        self.watchdog.start()
+
+    async def serve(self) -> None:
+        """Until an exit signal; SIGHUP re-reads the log level meanwhile."""
+        self._enter(Phase.SERVING)
+        while True:
+            if self.reload_requested:
+                self.reload_requested = False
+                self._reload()
+            if self.should_exit:
+                return
+            await self._wake.wait()
+            self._wake.clear()
+
+    async def shutdown(self) -> None:
+        """STOPPING=1, the drain (cut short by a second signal), the watchdog off, the socket file gone.
+
+        Runs after a failed start-up too: it stops whatever had started.
+        """
+        from whisperd.daemon import systemd
+
+        self._enter(Phase.STOPPING)
+        if self.exit_signals:
+            log.info("%s: finishing in-flight work (up to %.0f s), then stopping",
+                     self.exit_signals[0], self.config.shutdown_grace)
+        systemd.stopping("stopping: finishing in-flight requests…")
+        try:
+            if self.server is not None:
+                await self._drain(self.server)
+            elif self.force_exit:
+                log.warning("second %s: stopping now", self.exit_signals[-1])
+        finally:
+            if self.watchdog is not None:
+                await self.watchdog.stop()
+            if self.bound_path is not None:
+                try:
+                    os.unlink(self.bound_path)
+                except OSError:
+                    pass
+            self._enter(Phase.STOPPED)
+
+    async def _drain(self, server: Server) -> None:
+        draining = asyncio.ensure_future(server.drain(self.config.shutdown_grace))
+        if await self._unless_forced(draining):
+            draining.result()  # a drain that failed says so
+            return
+        log.warning("second %s: stopping now", self.exit_signals[-1])
+        # A grace of 0: the connections are cancelled and the workers stopped at once.
+        await server.drain(0)
+
+    # --- helpers ----------------------------------------------------------------------
+
+    async def _unless_forced(self, task: asyncio.Future[Any]) -> bool:
+        """Wait for `task`; False, with `task` cancelled, when a second signal comes first."""
+        forced = asyncio.ensure_future(self._forced.wait())
+        try:
+            await asyncio.wait({task, forced}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            forced.cancel()
+        if task.done():
+            return True
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False
+
+    def _enter(self, phase: Phase) -> None:
+        self.phases.append(phase)
+        self._reached[phase].set()
+
+    def _reload(self) -> None:
+        """SIGHUP: re-read the log level (the rest needs a restart)."""
+        from whisperd.core.logs import set_level
+
+        try:
+            fresh, _ = load_config(self.argv)
+        except WhisperdError as err:
+            log.error("reload failed, keeping the old settings: %s", err.message)
+            return
+        set_level(fresh.log_level)
+        log.info("reloaded: log level %s", fresh.log_level)
+
+
+async def on_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` on a daemon thread, awaited.
+
+    `asyncio.to_thread`'s threads are joined at exit, so a forced stop during a
+    model load (or a checkpoint's conversion) would wait for it to finish; a
+    daemon thread ends with the process.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if future.done():  # cancelled: nobody waits for it any more
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def work() -> None:
+        try:
+            outcome = (True, fn(*args))
+        except BaseException as exc:  # noqa: B902 - the awaiting side decides what it means
+            outcome = (False, exc)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:
+            pass  # the loop has closed meanwhile
+
+    threading.Thread(target=work, name=getattr(fn, "__name__", "work"), daemon=True).start()
+    return await future
 
 
 def load_hot_engine(config: DaemonConfig, model: "ModelInfo") -> tuple["Engine", int]:
@@ -122,33 +293,6 @@ def load_hot_engine(config: DaemonConfig, model: "ModelInfo") -> tuple["Engine",
     return engine, threads
 
 
-def throttled_status(make_line: Callable[[], str], interval: float = 0.25) -> Callable[[], None]:
-    """Refresh systemd's STATUS= at most every `interval`; nothing at all outside systemd.
-
-    Several events per request ask for a refresh; building and sending the line
-    each time cost 5-7 % of the daemon's time at its ceiling (profiled).
-    """
-    from whisperd.daemon import systemd
-
-    if not os.environ.get("NOTIFY_SOCKET"):
-        return lambda: None
-    loop = asyncio.get_running_loop()
-    pending = False
-
-    def send() -> None:
-        nonlocal pending
-        pending = False
-        systemd.status(make_line())
-
-    def request() -> None:
-        nonlocal pending
-        if not pending:
-            pending = True
-            loop.call_later(interval, send)
-
-    return request
-
-
 def served_models(config: DaemonConfig, default: "ModelInfo") -> dict[str, "ModelInfo"]:
     """The default model plus the installed models `extra_models` names."""
     from whisperd.daemon.models import installed_models
@@ -166,19 +310,6 @@ def served_models(config: DaemonConfig, default: "ModelInfo") -> dict[str, "Mode
     return served
 
 
-def _reload(config: DaemonConfig) -> None:
-    """SIGHUP: re-read the log level (the rest needs a restart)."""
-    from whisperd.core.logs import set_level
-
-    try:
-        fresh, _ = load_config(sys.argv[1:])
-    except WhisperdError as err:
-        log.error("reload failed, keeping the old settings: %s", err.message)
-        return
-    set_level(fresh.log_level)
-    log.info("reloaded: log level %s", fresh.log_level)
-
-
 def main(argv: list[str] | None = None) -> int:
     from whisperd.core.startup import prepare
 
@@ -186,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(config, int):
         return config
     try:
-        return asyncio.run(serve(config))
+        return asyncio.run(Daemon(config, argv).run())
     except WhisperdError as err:
         log.error("cannot start: %s", err.message)
         return 1

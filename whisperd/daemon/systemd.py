@@ -1,4 +1,4 @@
-"""The systemd service protocol: notify, watchdog, socket activation, journald.
+"""The systemd service protocol: notify, watchdog, socket activation.
 
 Stdlib only, and every function is a quiet no-op outside systemd (the variables
 it reads are simply unset), so the daemon runs the same from a terminal.
@@ -8,7 +8,9 @@ it reads are simply unset), so the daemon runs the same from a terminal.
 - ``Watchdog`` pings ``WATCHDOG=1`` from the asyncio loop itself, at half of
   ``WatchdogSec=``; a blocked loop stops the pings and systemd restarts us.
 - ``listen_fds`` is sd_listen_fds(3): inherited sockets start at fd 3.
-- ``under_journald`` is sd_journal_stream's check: is stderr the journal?
+
+Whether stderr is the journal is ``whisperd.core.logs.under_journald``: the
+shim logs there too, and the shim may not import the daemon.
 """
 
 from __future__ import annotations
@@ -18,9 +20,6 @@ import fcntl
 import logging
 import os
 import socket
-import time
-from collections.abc import Callable
-from typing import Any
 
 log = logging.getLogger("whisperd.systemd")
 
@@ -88,18 +87,6 @@ def stopping(status: str | None = None) -> bool:
     return notify(*lines)
 
 
-def reloading(status: str | None = None) -> bool:
-    """RELOADING=1 for SIGHUP; send ``ready()`` again when the reload is done.
-
-    MONOTONIC_USEC lets Type=notify-reload match this message to its signal.
-    """
-    usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-    lines = ["RELOADING=1", f"MONOTONIC_USEC={usec}"]
-    if status is not None:
-        lines.append(_status_line(status))
-    return notify(*lines)
-
-
 def watchdog() -> bool:
     """One WATCHDOG=1 keep-alive ping."""
     return notify("WATCHDOG=1")
@@ -130,58 +117,23 @@ def watchdog_interval() -> float | None:
     return usec / 2 / 1_000_000
 
 
-async def run_watchdog(
-    loop_alive_check: Callable[[], bool] | None = None,
-    *,
-    interval: float | None = None,
-) -> None:
-    """Ping WATCHDOG=1 every ``interval`` seconds until cancelled.
-
-    Runs as a task on the loop that does the work: if that loop blocks, this
-    coroutine cannot run, the pings stop, and systemd restarts the service.
-    ``loop_alive_check`` (optional) can veto a ping when the loop turns but the
-    work is stuck. Returns at once when the watchdog is off.
-    """
-    if interval is None:
-        interval = watchdog_interval()
-    if interval is None:
-        return
-    while True:
-        try:
-            alive = loop_alive_check is None or loop_alive_check()
-        except Exception:
-            log.exception("watchdog check failed; withholding the ping")
-            alive = False
-        if alive:
-            watchdog()
-        await asyncio.sleep(interval)
-
-
 class Watchdog:
-    """``run_watchdog`` as a task with a lifetime: ``async with Watchdog(): ...``."""
+    """Pings WATCHDOG=1 from the loop that does the work, until stopped.
 
-    def __init__(
-        self,
-        loop_alive_check: Callable[[], bool] | None = None,
-        *,
-        interval: float | None = None,
-    ) -> None:
-        self.interval = interval if interval is not None else watchdog_interval()
-        self._check = loop_alive_check
+    If that loop blocks, the task cannot run, the pings stop and systemd
+    restarts the service. Off (start() returns False) when not watched.
+    """
+
+    def __init__(self) -> None:
+        self.interval = watchdog_interval()
         self._task: asyncio.Task[None] | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return self.interval is not None
 
     def start(self) -> bool:
         """Start pinging on the running loop; False when the watchdog is off."""
         if self.interval is None:
             return False
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                run_watchdog(self._check, interval=self.interval), name="systemd-watchdog"
-            )
+            self._task = asyncio.get_running_loop().create_task(self._ping(self.interval), name="systemd-watchdog")
         return True
 
     async def stop(self) -> None:
@@ -194,18 +146,17 @@ class Watchdog:
         except asyncio.CancelledError:
             pass
 
-    async def __aenter__(self) -> Watchdog:
-        self.start()
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.stop()
+    @staticmethod
+    async def _ping(interval: float) -> None:
+        while True:
+            watchdog()
+            await asyncio.sleep(interval)
 
 
 # -- socket activation -------------------------------------------------------------
 
 
-def listen_fds(unset_environment: bool = True) -> list[socket.socket]:
+def listen_fds() -> list[socket.socket]:
     """Sockets passed by systemd socket activation, fd 3 onwards; [] if none.
 
     As sd_listen_fds(3): only when LISTEN_PID is this process; each fd gets
@@ -233,9 +184,5 @@ def listen_fds(unset_environment: bool = True) -> list[socket.socket]:
             socks.append(socket.socket(fileno=fd))
         return socks
     finally:
-        if unset_environment:
-            for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-                os.environ.pop(name, None)
-
-
-# -- journald ------------------------------------------------------------------
+        for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            os.environ.pop(name, None)
