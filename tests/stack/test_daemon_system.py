@@ -134,8 +134,8 @@ def test_socket_activation_on_fd_3():
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise
                 time.sleep(0.1)
-        assert status["status"] == "ready"
-        assert word_recall(FOX_TEXT, reply["result"]["text"]) >= 0.8
+        assert status.ready
+        assert word_recall(FOX_TEXT, reply.text) >= 0.8
     finally:
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=30)[0].decode()
@@ -169,7 +169,7 @@ def test_sigterm_finishes_in_flight_work_then_exits_0():
     assert d.proc.wait(60) == 0, d.log()
     for r in results:
         assert "reply" in r, r
-    assert word_recall(FOX_TEXT, results[1]["reply"]["result"]["text"]) >= 0.8
+    assert word_recall(FOX_TEXT, results[1]["reply"].text) >= 0.8
     assert not os.path.exists(d.socket)
     d.stop()
 
@@ -194,7 +194,7 @@ def test_sighup_reloads_the_log_level(tmp_path):
     d = Daemon("--engine", "faster-whisper", config=str(conf))
     try:
         with Client(d.socket, timeout=60) as c:
-            text = c.transcribe(FOX_FILES["wav"].read_bytes())["result"]["text"]
+            text = c.transcribe(FOX_FILES["wav"].read_bytes()).text
             assert text not in d.log()  # transcripts stay out of info logs
             conf.write_text("[whisperd]\nlog_level = debug\n")
             d.proc.send_signal(signal.SIGHUP)
