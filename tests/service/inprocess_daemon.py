@@ -17,7 +17,7 @@ import threading
 import wave
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Callable
 
 from whisperd.core.constants import SAMPLE_RATE
 from whisperd.core.errors import JobCancelled
@@ -139,7 +139,3 @@ async def in_process_daemon(engine: Any = None, *, grace: float = 5.0,
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-
-async def within(seconds: float, awaitable: Awaitable[Any]) -> Any:
-    """A test's await that fails instead of hanging the session."""
-    return await asyncio.wait_for(awaitable, seconds)
