@@ -145,7 +145,7 @@ def server_overhead(runs: dict[str, int], null_runs: int) -> tuple[list[list], l
             paths = {
                 # What the daemon does per request: decode, then the engine with its default options.
                 "in-process": lambda: engine.transcribe(decode_audio(audio), options).text,
-                "socket": lambda: sock.transcribe(audio)["result"]["text"],
+                "socket": lambda: sock.transcribe(audio).text,
                 "HTTP": lambda: json.loads(web.post(body, ctype))["text"],
             }
             texts[label] = {k: f() for k, f in paths.items()}

@@ -31,7 +31,7 @@ from whisperd.client import AsyncClient
 from whisperd.core.errors import WhisperdError
 from whisperd.core.formats import render_bytes
 from whisperd.core.model_names import DEFAULT_ALIASES
-from whisperd.core.transcript import Transcript
+from whisperd.core.replies import ModelEntry, TranscribeResult
 
 log = logging.getLogger("shim")
 
@@ -126,7 +126,7 @@ async def _audio_within(request: web.Request, task: str, lease: Lease) -> web.St
         return await _stream(request, form, options)
     audio, form.audio = form.audio, b""  # the only reference left travels to the daemon
     reply = await _transcribe(request, audio, form.model, options)
-    transcript = Transcript.from_dict(reply["result"])
+    transcript = reply.transcript
     request.app[METRICS].audio_seconds.observe(transcript.duration)
     body, content_type = render_bytes(transcript, form.response_format, words=options["word_timestamps"])
     return web.Response(body=body, headers={"Content-Type": content_type, **_worker_header(reply)})
@@ -144,9 +144,8 @@ async def _transcribe(request: web.Request, audio: bytes, model: str | None, opt
         raise HTTPError("transcript_timeout", f"no transcript after {timeout:g} s (transcript_timeout)") from None
 
 
-def _worker_header(reply: dict[str, Any]) -> dict[str, str]:
-    worker = reply.get("worker")
-    return {"X-Whisperd-Worker": str(worker)} if worker else {}
+def _worker_header(reply: TranscribeResult) -> dict[str, str]:
+    return {"X-Whisperd-Worker": reply.worker} if reply.worker else {}
 
 
 def _sse(event: dict[str, Any]) -> bytes:
@@ -191,7 +190,7 @@ async def _stream(request: web.Request, form: AudioForm, options: dict[str, Any]
         await response.write(_sse({"type": "error", **error_dict(WhisperdError("internal error in the HTTP shim"))}))
         await response.write_eof()
         return response
-    transcript = Transcript.from_dict(reply["result"])
+    transcript = reply.transcript
     request.app[METRICS].audio_seconds.observe(transcript.duration)
     if not response.prepared:  # no segment at all (silence): only the done event
         response.headers.update(_worker_header(reply))
@@ -208,28 +207,27 @@ def _model_object(model_id: str, **extra: Any) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": 0, "owned_by": "whisperd", **extra}
 
 
-async def _model_list(request: web.Request) -> list[dict[str, Any]]:
+def _model_list(served: list[ModelEntry]) -> list[dict[str, Any]]:
     """OpenAI's model objects, plus what the daemon knows: loaded now, multilingual, default."""
-    served = await request.app[CLIENT].models()
     data = []
-    default = next((m for m in served if m.get("default")), None)
+    default = next((m for m in served if m.default), None)
     if default is not None:
-        data.extend(_model_object(alias, alias_of=default["id"], loaded=bool(default.get("loaded")),
-                                  multilingual=bool(default.get("multilingual")))
+        data.extend(_model_object(alias, alias_of=default.id, loaded=default.loaded,
+                                  multilingual=default.multilingual)
                     for alias in DEFAULT_ALIASES)
     for m in served:
-        data.append(_model_object(m["id"], loaded=bool(m.get("loaded")), multilingual=bool(m.get("multilingual")),
-                                  default=bool(m.get("default"))))
+        data.append(_model_object(m.id, loaded=m.loaded, multilingual=m.multilingual, default=m.default))
     return data
 
 
 async def models(request: web.Request) -> web.Response:
-    return web.json_response({"object": "list", "data": await _model_list(request)})
+    served = await request.app[CLIENT].models()
+    return web.json_response({"object": "list", "data": _model_list(served)})
 
 
 async def model(request: web.Request) -> web.Response:
     wanted = request.match_info["model"]
-    for item in await _model_list(request):
+    for item in _model_list(await request.app[CLIENT].models()):
         if item["id"] == wanted:
             return web.json_response(item)
     raise HTTPError("model_not_found", f"The model {wanted[:100]!r} does not exist here", param="model")
@@ -242,18 +240,12 @@ async def _daemon_status(request: web.Request) -> tuple[int, dict[str, Any]]:
     except WhisperdError as err:
         metrics.daemon_up.set(0)
         return 503, {"status": "unavailable", **error_dict(err)}
-    metrics.daemon_up.set(1)
-    metrics.queue.set(status.get("queue", 0))
-    metrics.loading.set(status.get("loading", 0))
-    metrics.spawns.set(status.get("spawns", 0))
-    metrics.crashes.set(status.get("crashes", 0))
-    for kind, count in (status.get("workers") or {}).items():
-        metrics.workers.labels(kind).set(count)
-    if status.get("status") == "ready":
-        return 200, {**status, "status": "ok"}
-    err = HTTPError("shutting_down" if status.get("status") == "draining" else "not_ready",
-                    f"whisperd is {status.get('status')}")
-    return 503, {**status, **error_dict(err)}
+    metrics.observe_daemon(status)
+    body = status.to_dict()
+    if status.ready:
+        return 200, {**body, "status": "ok"}
+    err = HTTPError("shutting_down" if status.draining else "not_ready", f"whisperd is {status.status}")
+    return 503, {**body, **error_dict(err)}
 
 
 async def health(request: web.Request) -> web.Response:

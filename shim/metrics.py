@@ -12,6 +12,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from whisperd.core.replies import DaemonStatus
+
 # The `*_created` timestamps double the output and no dashboard reads them.
 disable_created_metrics()
 
@@ -44,8 +46,22 @@ class Metrics:
                             registry=self.registry)
         self.crashes = Gauge("whisperd_worker_crashes", "Cold workers that died unexpectedly or failed to start",
                              registry=self.registry)
+        self.events = Gauge("whisperd_daemon_events", "The daemon's event counters (retries, dropped requests...)",
+                            ["event"], registry=self.registry)
         self.daemon_up = Gauge("whisperd_daemon_up", "1 when the daemon answered the last status",
                                registry=self.registry)
+
+    def observe_daemon(self, status: DaemonStatus) -> None:
+        """Mirror a status the daemon answered."""
+        self.daemon_up.set(1)
+        self.queue.set(status.queue)
+        self.loading.set(status.loading)
+        self.spawns.set(status.spawns)
+        self.crashes.set(status.crashes)
+        for kind, count in status.workers.items():
+            self.workers.labels(kind).set(count)
+        for name, count in status.counters.items():
+            self.events.labels(name).set(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

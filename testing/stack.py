@@ -64,7 +64,7 @@ class Daemon:
             if os.path.exists(self.socket):
                 try:
                     with Client(self.socket, timeout=5) as c:
-                        if c.status()["status"] == "ready":
+                        if c.status().ready:
                             return
                 except (WhisperdError, OSError):
                     pass

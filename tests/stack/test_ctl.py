@@ -226,10 +226,20 @@ def test_never_imports_an_engine(daemon):
 
 def test_status_summary_names_the_hot_workers_slots():
     from whisperd.client.cli import format_status
+    from whisperd.core.replies import DaemonStatus, LaneStatus
 
-    status = {"version": "0.1.0", "status": "ready", "model": "tiny.en", "workers": {"hot": 1, "cold": 0},
-              "hot_slots": 2, "lanes": [{"id": "hot", "model": "tiny.en", "state": "busy", "served": 3},
-                                        {"id": "hot-2", "model": "tiny.en", "state": "idle", "served": 1}]}
+    status = DaemonStatus(version="0.1.0", model="tiny.en", workers={"hot": 1, "cold": 0}, hot_slots=2,
+                          lanes=(LaneStatus("hot", "hot", "tiny.en", "busy", 3),
+                                 LaneStatus("hot-2", "hot", "tiny.en", "idle", 1)))
     text = format_status(status, "/run/whisperd/whisperd.sock")
     assert "1 hot, 0 cold (the hot one with 2 slots)" in text
     assert "hot-2" in text and "busy" in text
+    assert "events" not in text  # no counter has counted anything yet
+
+
+def test_status_summary_shows_the_counters_that_counted():
+    from whisperd.client.cli import format_status
+    from whisperd.core.replies import DaemonStatus
+
+    text = format_status(DaemonStatus(counters={"retries": 2, "dropped_running": 0}), "/tmp/w.sock")
+    assert "  events    2 retries" in text.splitlines()

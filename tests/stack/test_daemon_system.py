@@ -22,6 +22,7 @@ from testing.stack import CACHE, ROOT, Daemon
 from tests.stack.reliability.media import wav
 from tests.stack.reliability.probes import cmdline, descendants, state, wait_until
 from whisperd.client import Client
+from whisperd.core.replies import DaemonStatus
 
 
 class NotifyListener:
@@ -137,8 +138,8 @@ def test_socket_activation_on_fd_3():
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise
                 time.sleep(0.1)
-        assert status["status"] == "ready"
-        assert word_recall(FOX_TEXT, reply["result"]["text"]) >= 0.8
+        assert status.ready
+        assert word_recall(FOX_TEXT, reply.text) >= 0.8
     finally:
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=30)[0].decode()
@@ -171,12 +172,12 @@ def long_speech_wav(repeats: int) -> bytes:
     return wav((np.tile(pcm, repeats) * 32767).astype("<i2").tobytes())
 
 
-def running(path: str, kind: str) -> dict | None:
+def running(path: str, kind: str) -> DaemonStatus | None:
     """The daemon's status once a request runs on a `kind` lane; None before."""
     with Client(path, timeout=30) as c:
         status = c.status()
-    busy = [lane for lane in status["lanes"] if lane["kind"] == kind and lane["state"] == "busy"]
-    return status if status["running"] and busy else None
+    busy = [lane for lane in status.lanes if lane.kind == kind and lane.state == "busy"]
+    return status if status.running and busy else None
 
 
 def _alive(pids: list[int]) -> list[str]:
@@ -199,8 +200,8 @@ def test_sigterm_finishes_in_flight_work_then_exits_0():
         assert d.proc.wait(60) == 0, d.log()
         for r in results:
             assert "reply" in r, r
-        assert word_recall(LONG_TEXT, results[0]["reply"]["result"]["text"]) >= 0.8
-        assert word_recall(FOX_TEXT, results[1]["reply"]["result"]["text"]) >= 0.8
+        assert word_recall(LONG_TEXT, results[0]["reply"].text) >= 0.8
+        assert word_recall(FOX_TEXT, results[1]["reply"].text) >= 0.8
         assert not os.path.exists(d.socket)
     finally:
         d.stop()
@@ -217,7 +218,7 @@ def test_second_signal_stops_now():
         t = _transcribe_in_thread(d.socket, long_speech_wav(10), out)
         status = wait_until(lambda: running(d.socket, "cold"), 120, "the long request to run on a cold worker")
         family = descendants(d.proc.pid)
-        workers = [lane["pid"] for lane in status["lanes"] if lane["kind"] == "cold"]
+        workers = [lane.pid for lane in status.lanes if lane.kind == "cold"]
         assert workers and set(workers) <= set(family), (workers, family)
         d.proc.send_signal(signal.SIGTERM)
         listener.wait_for("STOPPING=1")  # the drain has begun: the next signal is a second one
@@ -244,7 +245,7 @@ def test_sighup_reloads_the_log_level(tmp_path):
     d = Daemon("--engine", "faster-whisper", config=str(conf))
     try:
         with Client(d.socket, timeout=60) as c:
-            text = c.transcribe(FOX_FILES["wav"].read_bytes())["result"]["text"]
+            text = c.transcribe(FOX_FILES["wav"].read_bytes()).text
             assert text not in d.log()  # transcripts stay out of info logs
             conf.write_text("[whisperd]\nlog_level = debug\n")
             d.proc.send_signal(signal.SIGHUP)

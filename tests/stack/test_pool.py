@@ -20,9 +20,10 @@ from testing.speech import (
 from testing.stack import Daemon
 from whisperd.client import AsyncClient, Client
 from whisperd.core.errors import Overloaded, WorkerFailed
+from whisperd.core.replies import DaemonStatus, TranscribeResult
 
 
-def status(d: Daemon) -> dict:
+def status(d: Daemon) -> DaemonStatus:
     with Client(d.socket, timeout=30) as c:
         return c.status()
 
@@ -54,15 +55,15 @@ async def test_commands_stay_on_the_hot_worker_while_a_long_file_runs_cold(daemo
         while not long_task.done() and len(commands) < 3:
             commands.append(await c.transcribe(command))
         long_reply = await long_task
-    assert long_reply["worker"].startswith("cold-")
-    assert word_recall(LONG_TEXT, long_reply["result"]["text"]) >= 0.8
+    assert long_reply.worker.startswith("cold-")
+    assert word_recall(LONG_TEXT, long_reply.text) >= 0.8
     assert commands, "the long file finished before any command was sent"
     for reply in commands:
-        assert reply["worker"] == "hot"
-        assert word_recall(FOX_TEXT, reply["result"]["text"]) >= 0.8
+        assert reply.worker == "hot"
+        assert word_recall(FOX_TEXT, reply.text) >= 0.8
     s = status(daemon)
-    assert s["spawns"] >= 1 and s["workers"]["cold"] >= 1
-    assert any(l["kind"] == "cold" and l["pid"] for l in s["lanes"])
+    assert s.spawns >= 1 and s.workers["cold"] >= 1
+    assert any(lane.kind == "cold" and lane.pid for lane in s.lanes)
 
 
 async def test_a_burst_of_mixed_requests_is_all_answered(daemon):
@@ -71,8 +72,8 @@ async def test_a_burst_of_mixed_requests_is_all_answered(daemon):
         replies = await asyncio.gather(*[c.transcribe(files[i % len(files)]) for i in range(12)],
                                        c.transcribe(LONG_FILE.read_bytes()))
     for r in replies[:12]:
-        assert word_recall(FOX_TEXT, r["result"]["text"]) >= 0.8
-    assert word_recall(LONG_TEXT, replies[12]["result"]["text"]) >= 0.8
+        assert word_recall(FOX_TEXT, r.text) >= 0.8
+    assert word_recall(LONG_TEXT, replies[12].text) >= 0.8
 
 
 def test_kill_9_of_a_cold_worker_mid_request_is_retried(daemon):
@@ -88,25 +89,25 @@ def test_kill_9_of_a_cold_worker_mid_request_is_retried(daemon):
     t = threading.Thread(target=run)
     t.start()
     # Wait until a cold worker is busy with it, then kill -9 that process.
-    lane = wait_for(lambda: next((l for l in status(daemon)["lanes"]
-                                  if l["kind"] == "cold" and l["state"] == "busy"), None), 60, "a busy cold worker")
-    os.kill(lane["pid"], signal.SIGKILL)
+    lane = wait_for(lambda: next((lane for lane in status(daemon).lanes
+                                  if lane.kind == "cold" and lane.state == "busy"), None), 60, "a busy cold worker")
+    os.kill(lane.pid, signal.SIGKILL)
     t.join(300)
     reply = result["reply"]
-    assert word_recall(LONG_TEXT, reply["result"]["text"]) >= 0.8
+    assert word_recall(LONG_TEXT, reply.text) >= 0.8
     after = status(daemon)
-    assert after["crashes"] == before["crashes"] + 1
-    assert lane["pid"] not in [l.get("pid") for l in after["lanes"]]
+    assert after.crashes == before.crashes + 1
+    assert lane.pid not in [other.pid for other in after.lanes]
     assert "exited unexpectedly" in daemon.log() and "retrying on another worker" in daemon.log()
 
 
 def test_other_model_is_served_by_a_cold_worker(daemon):
     with Client(daemon.socket, timeout=300) as c:
         reply = c.transcribe(SPANISH_FILE.read_bytes(), model="base")
-        models = {m["id"]: m for m in c.models()}
-    assert reply["model"] == "base" and reply["worker"].startswith("cold-")
-    assert reply["result"]["language"] == "es"
-    assert models["base"]["loaded"] is True
+        models = {m.id: m for m in c.models()}
+    assert reply.model == "base" and reply.worker.startswith("cold-")
+    assert reply.transcript.language == "es"
+    assert models["base"].loaded is True
 
 
 def test_timed_out_worker_is_killed_and_the_request_answered():
@@ -116,8 +117,8 @@ def test_timed_out_worker_is_killed_and_the_request_answered():
             with pytest.raises(WorkerFailed, match="longer than"):
                 c.transcribe(LONG_FILE.read_bytes())
             # The daemon carries on: a command still works on the hot worker.
-            assert word_recall(FOX_TEXT, c.transcribe(FOX_FILES["wav"].read_bytes())["result"]["text"]) >= 0.8
-        wait_for(lambda: status(d)["workers"]["cold"] == 0, 30, "the killed worker to be gone")
+            assert word_recall(FOX_TEXT, c.transcribe(FOX_FILES["wav"].read_bytes()).text) >= 0.8
+        wait_for(lambda: status(d).workers["cold"] == 0, 30, "the killed worker to be gone")
     finally:
         d.stop()
 
@@ -127,9 +128,9 @@ def test_idle_cold_workers_exit_and_nothing_leaks():
     try:
         with Client(d.socket, timeout=300) as c:
             reply = c.transcribe(LONG_FILE.read_bytes())
-        assert reply["worker"].startswith("cold-")
-        pid = next(l["pid"] for l in status(d)["lanes"] if l["kind"] == "cold")
-        wait_for(lambda: status(d)["workers"]["cold"] == 0, 30, "the idle worker to exit")
+        assert reply.worker.startswith("cold-")
+        pid = next(lane.pid for lane in status(d).lanes if lane.kind == "cold")
+        wait_for(lambda: status(d).workers["cold"] == 0, 30, "the idle worker to exit")
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
         assert "idle for" in d.log()
     finally:
@@ -143,7 +144,7 @@ async def test_a_full_queue_answers_overloaded():
         async with AsyncClient(d.socket, size=8) as c:
             results = await asyncio.gather(*[c.transcribe(audio) for _ in range(8)], return_exceptions=True)
         overloaded = [r for r in results if isinstance(r, Overloaded)]
-        answered = [r for r in results if isinstance(r, dict)]
+        answered = [r for r in results if isinstance(r, TranscribeResult)]
         assert overloaded and answered and len(overloaded) + len(answered) == 8
     finally:
         d.stop()
@@ -164,36 +165,36 @@ def two_slot_daemon():
 async def test_the_hot_worker_decodes_two_requests_at_once(two_slot_daemon):
     d = two_slot_daemon
     s = status(d)
-    assert s["hot_slots"] == 2 and [l["id"] for l in s["lanes"]] == ["hot", "hot-2"]
+    assert s.hot_slots == 2 and [lane.id for lane in s.lanes] == ["hot", "hot-2"]
     audio = LONG_FILE.read_bytes()
     async with AsyncClient(d.socket, size=2) as c:
         tasks = [asyncio.ensure_future(c.transcribe(audio)) for _ in range(2)]
         both_busy = await asyncio.to_thread(
-            wait_for, lambda: all(l["state"] == "busy" for l in status(d)["lanes"]), 60, "both slots busy")
+            wait_for, lambda: all(lane.state == "busy" for lane in status(d).lanes), 60, "both slots busy")
         replies = await asyncio.gather(*tasks)
-    assert both_busy and status(d)["workers"]["cold"] == 0
+    assert both_busy and status(d).workers["cold"] == 0
     for r in replies:
-        assert r["worker"] == "hot"
-        assert word_recall(LONG_TEXT, r["result"]["text"]) >= 0.8
-    assert replies[0]["result"]["text"] == replies[1]["result"]["text"]  # slots share one model
+        assert r.worker == "hot"
+        assert word_recall(LONG_TEXT, r.text) >= 0.8
+    assert replies[0].text == replies[1].text  # slots share one model
 
 
 async def test_a_command_is_answered_while_a_long_file_holds_the_other_slot(two_slot_daemon):
     long_audio, command = LONG_FILE.read_bytes(), FOX_FILES["wav"].read_bytes()
     async with AsyncClient(two_slot_daemon.socket, size=2) as c:
         long_task = asyncio.ensure_future(c.transcribe(long_audio))
-        await asyncio.to_thread(wait_for, lambda: status(two_slot_daemon)["running"] == 1, 30, "the long file")
+        await asyncio.to_thread(wait_for, lambda: status(two_slot_daemon).running == 1, 30, "the long file")
         reply = await c.transcribe(command)
         assert not long_task.done(), "the command waited for the long file"
         long_reply = await long_task
-    assert word_recall(FOX_TEXT, reply["result"]["text"]) >= 0.8
-    assert word_recall(LONG_TEXT, long_reply["result"]["text"]) >= 0.8
+    assert word_recall(FOX_TEXT, reply.text) >= 0.8
+    assert word_recall(LONG_TEXT, long_reply.text) >= 0.8
 
 
 def test_openai_whisper_keeps_one_slot():
     d = Daemon("--engine", "openai-whisper", "--max-cold-workers", "0", "--hot-slots", "4")
     try:
-        assert status(d)["hot_slots"] == 1
+        assert status(d).hot_slots == 1
         assert "1 hot slot × " in d.log()
     finally:
         d.stop()

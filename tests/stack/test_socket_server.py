@@ -41,7 +41,7 @@ def read_reply(s: socket.socket) -> dict | None:
 
 def assert_daemon_serves(path: str) -> None:
     with Client(path, timeout=60) as c:
-        assert c.status()["status"] == "ready"
+        assert c.status().ready
 
 
 @pytest.fixture()
@@ -90,15 +90,15 @@ def test_hang_up_mid_frame_leaves_the_daemon_serving(sock_path):
 def test_many_requests_on_one_connection(sock_path):
     audio = FOX_FILES["ogg"].read_bytes()
     with Client(sock_path, timeout=120) as c:
-        assert c.status()["model"] == "tiny.en"
+        assert c.status().model == "tiny.en"
         first = c.transcribe(audio)
         with pytest.raises(AudioDecodeError):
             c.transcribe(b"\x01\x02" * 100)  # an error frame keeps the connection
         second = c.transcribe(audio, language="en")
-        assert {m["id"] for m in c.models()} == {"tiny.en", "base"}
+        assert {m.id for m in c.models()} == {"tiny.en", "base"}
     for reply in (first, second):
-        assert reply["worker"] == "hot"
-        assert word_recall(FOX_TEXT, reply["result"]["text"]) >= 0.8
+        assert reply.worker == "hot"
+        assert word_recall(FOX_TEXT, reply.text) >= 0.8
 
 
 def test_request_id_is_echoed(sock_path):
@@ -113,7 +113,7 @@ def test_progress_and_segment_frames_on_a_long_file(sock_path):
         reply = c.transcribe(LONG_FILE.read_bytes(), progress=True, segments=True, on_frame=frames.append)
     progress = [f["fraction"] for f in frames if f["type"] == "progress"]
     segments = [f for f in frames if f["type"] == "segment"]
-    assert len(segments) == len(reply["result"]["segments"]) >= 2
+    assert len(segments) == len(reply.transcript.segments) >= 2
     assert progress == sorted(progress) and 0 < progress[-1] <= 1.0
 
 
@@ -125,7 +125,7 @@ def test_client_that_hangs_up_mid_inference_is_dropped(fw_stack, sock_path):
         time.sleep(0.5)  # let it start
     # The next request is answered; the dropped one is logged as dropped, not finished.
     with Client(sock_path, timeout=120) as c:
-        assert word_recall(FOX_TEXT, c.transcribe(FOX_FILES["wav"].read_bytes())["result"]["text"]) >= 0.8
+        assert word_recall(FOX_TEXT, c.transcribe(FOX_FILES["wav"].read_bytes()).text) >= 0.8
     deadline = time.monotonic() + 30
     while "gone-1 dropped" not in fw_stack.daemon.log() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -141,13 +141,13 @@ async def test_async_client_pool(sock_path):
     async with AsyncClient(sock_path, size=2) as c:
         replies = await asyncio.gather(*[c.transcribe(audio) for _ in range(3)], c.status())
     for r in replies[:3]:
-        assert word_recall(FOX_TEXT, r["result"]["text"]) >= 0.8
-    assert replies[3]["status"] == "ready"
+        assert word_recall(FOX_TEXT, r.text) >= 0.8
+    assert replies[3].ready
 
 
 def test_transcript_text_is_not_logged_at_info(fw_stack, sock_path):
     with Client(sock_path, timeout=120) as c:
-        text = c.transcribe(FOX_FILES["flac"].read_bytes())["result"]["text"]
+        text = c.transcribe(FOX_FILES["flac"].read_bytes()).text
     assert text and text not in fw_stack.daemon.log()
 
 
@@ -214,4 +214,4 @@ def test_fuzzed_bytes_never_hurt_the_live_daemon(sock_path, data):
             pass
     # The daemon is still up and answering others.
     with Client(sock_path, timeout=30) as c:
-        assert c.status()["status"] == "ready"
+        assert c.status().ready

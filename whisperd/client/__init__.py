@@ -1,16 +1,30 @@
 """Socket client library for local programs (sync and asyncio). Never loads a model.
 
     from whisperd.client import Client
+
     with Client("/run/whisperd/whisperd.sock") as c:
-        print(c.transcribe(open("speech.wav", "rb").read())["text"])
+        result = c.transcribe(open("speech.wav", "rb").read(), language="en")
+        print(result.text)
+        print(f"{result.transcript.duration:.1f} s of audio on the {result.worker} worker")
 
+    import asyncio
     from whisperd.client import AsyncClient
-    async with AsyncClient(path) as c:
-        reply = await c.transcribe(data, language="en")
 
-A result is the daemon's `result` frame: `reply["result"]` is the transcript
-(`text`, `language`, `duration`, `segments`, `task`), plus `worker`, `model`.
-Errors arrive as `whisperd.core.errors.WhisperdError` subclasses with stable codes.
+    async def main() -> None:
+        async with AsyncClient("/run/whisperd/whisperd.sock") as c:
+            status = await c.status()
+            print(status.status, status.model, [m.id for m in await c.models()])
+            result = await c.transcribe(open("speech.wav", "rb").read(), word_timestamps=True)
+            print([w.word for w in result.transcript.words])
+
+    asyncio.run(main())
+
+Replies are the typed values of `whisperd.core.replies`: `transcribe()` returns a
+`TranscribeResult` (`.text`, `.transcript` with its segments and words, `.worker`,
+`.model`, `.processing_seconds`), `status()` a `DaemonStatus`, `models()` a list of
+`ModelEntry`. The options are keyword arguments, so a misspelled one is Python's own
+`TypeError`. Errors arrive as `whisperd.core.errors.WhisperdError` subclasses with
+stable codes. (`tests/service/test_client_examples.py` runs these examples.)
 """
 
 from __future__ import annotations
@@ -21,6 +35,7 @@ from typing import Any, Callable
 
 from whisperd.core import protocol
 from whisperd.core.errors import NotReady, WhisperdError
+from whisperd.core.replies import DaemonStatus, ModelEntry, TranscribeResult, model_list_from_dict
 
 
 class ConnectionLost(Exception):
@@ -32,17 +47,21 @@ FrameCallback = Callable[[dict[str, Any]], Any]
 
 
 def _transcribe_request(
-    audio_size: int, *, model: str | None, progress: bool, segments: bool, options: dict[str, Any]
+    audio_size: int, *, model: str | None, language: str | None, prompt: str | None,
+    temperature: float | None, word_timestamps: bool, beam_size: int | None, task: str,
+    progress: bool, segments: bool,
 ) -> protocol.Request:
-    return protocol.Request(
-        op="transcribe",
-        id=protocol.new_id(),
-        model=model,
-        audio_size=audio_size,
-        options=protocol.TranscribeOptions(**{k: v for k, v in options.items() if v is not None}),
-        progress=progress,
-        segments=segments,
+    options = protocol.TranscribeOptions(
+        task=task, language=language, prompt=prompt,
+        temperature=0.0 if temperature is None else temperature,
+        word_timestamps=word_timestamps, beam_size=beam_size,
     )
+    return protocol.Request(op="transcribe", id=protocol.new_id(), model=model, audio_size=audio_size,
+                            options=options, progress=progress, segments=segments)
+
+
+def _request(op: str) -> protocol.Request:
+    return protocol.Request(op=op, id=protocol.new_id())
 
 
 def _final(reply: dict[str, Any]) -> dict[str, Any] | None:
@@ -165,25 +184,43 @@ class AsyncClient:
         else:
             self._idle.append(conn)
 
-    async def status(self) -> dict[str, Any]:
-        return (await self._call(protocol.Request(op="status", id=protocol.new_id())))["result"]
+    async def ping(self) -> bool:
+        return bool((await self._call(_request("ping")))["result"].get("pong"))
 
-    async def models(self) -> list[dict[str, Any]]:
-        return (await self._call(protocol.Request(op="models", id=protocol.new_id())))["result"]["models"]
+    async def status(self) -> DaemonStatus:
+        return DaemonStatus.from_dict((await self._call(_request("status")))["result"])
+
+    async def models(self) -> list[ModelEntry]:
+        return model_list_from_dict((await self._call(_request("models")))["result"])
 
     async def transcribe(
         self,
         audio: bytes,
         *,
         model: str | None = None,
-        on_frame: FrameCallback | None = None,
+        language: str | None = None,
+        prompt: str | None = None,
+        temperature: float | None = None,
+        word_timestamps: bool = False,
+        beam_size: int | None = None,
+        task: str = "transcribe",
         progress: bool = False,
         segments: bool = False,
-        **options: Any,
-    ) -> dict[str, Any]:
-        request = _transcribe_request(len(audio), model=model, progress=progress,
-                                      segments=segments, options=options)
-        return await self._call(request, audio, on_frame)
+        on_frame: FrameCallback | None = None,
+    ) -> TranscribeResult:
+        """Transcribe an audio file's bytes (any format the daemon decodes).
+
+        `model`: a served model's name (default: the daemon's); `language`: a code,
+        locale tag or name (default: detect); `temperature` None or 0: Whisper's
+        fallback sequence; `beam_size` None: the daemon's default; `task`:
+        "transcribe" or "translate" (into English). `progress` / `segments` ask for
+        those frames while it runs, each passed to `on_frame` (which may be async).
+        """
+        request = _transcribe_request(
+            len(audio), model=model, language=language, prompt=prompt, temperature=temperature,
+            word_timestamps=word_timestamps, beam_size=beam_size, task=task, progress=progress, segments=segments,
+        )
+        return TranscribeResult.from_dict(await self._call(request, audio, on_frame))
 
 
 class Client:
@@ -272,14 +309,33 @@ class Client:
             if on_frame is not None:
                 on_frame(reply)
 
-    def status(self) -> dict[str, Any]:
-        return self._call(protocol.Request(op="status", id=protocol.new_id()))["result"]
+    def ping(self) -> bool:
+        return bool(self._call(_request("ping"))["result"].get("pong"))
 
-    def models(self) -> list[dict[str, Any]]:
-        return self._call(protocol.Request(op="models", id=protocol.new_id()))["result"]["models"]
+    def status(self) -> DaemonStatus:
+        return DaemonStatus.from_dict(self._call(_request("status"))["result"])
 
-    def transcribe(self, audio: bytes, *, model: str | None = None, on_frame: FrameCallback | None = None,
-                   progress: bool = False, segments: bool = False, **options: Any) -> dict[str, Any]:
-        request = _transcribe_request(len(audio), model=model, progress=progress,
-                                      segments=segments, options=options)
-        return self._call(request, audio, on_frame)
+    def models(self) -> list[ModelEntry]:
+        return model_list_from_dict(self._call(_request("models"))["result"])
+
+    def transcribe(
+        self,
+        audio: bytes,
+        *,
+        model: str | None = None,
+        language: str | None = None,
+        prompt: str | None = None,
+        temperature: float | None = None,
+        word_timestamps: bool = False,
+        beam_size: int | None = None,
+        task: str = "transcribe",
+        progress: bool = False,
+        segments: bool = False,
+        on_frame: FrameCallback | None = None,
+    ) -> TranscribeResult:
+        """As `AsyncClient.transcribe`, blocking (`on_frame` is called, never awaited)."""
+        request = _transcribe_request(
+            len(audio), model=model, language=language, prompt=prompt, temperature=temperature,
+            word_timestamps=word_timestamps, beam_size=beam_size, task=task, progress=progress, segments=segments,
+        )
+        return TranscribeResult.from_dict(self._call(request, audio, on_frame))

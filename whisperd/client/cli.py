@@ -34,13 +34,14 @@ import json
 import os
 import stat
 import sys
-from typing import Any, Callable
+from typing import Callable
 
 from whisperd.client import Client
 from whisperd.client.config import CTL_SETTINGS, ctl_config
 from whisperd.client.progress import ProgressBar
 from whisperd.core.errors import ConfigError, NotReady, WhisperdError
 from whisperd.core.formats import RESPONSE_FORMATS, render
+from whisperd.core.replies import DaemonStatus
 from whisperd.core.settings import add_arguments, add_config_arguments, describe
 
 EXIT_OK = 0
@@ -154,51 +155,44 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
-def format_status(status: dict[str, Any], socket_path: str) -> str:
-    """A person's summary; unknown fields are left to `--json`."""
-    lines = [f"whisperd {status.get('version', '?')}: {status.get('status', '?')}",
+def format_status(status: DaemonStatus, socket_path: str) -> str:
+    """A person's summary; the whole object is `--json`'s."""
+    lines = [f"whisperd {status.version or '?'}: {status.status or '?'}",
              f"  socket    {socket_path}"]
-    engine = [status[k] for k in ("engine", "device", "compute_type") if status.get(k)]
-    model = str(status.get("model", "?"))
-    lines.append(f"  model     {model}" + (f" ({', '.join(map(str, engine))})" if engine else ""))
-    workers = status.get("workers")
-    if isinstance(workers, dict):
-        slots = status.get("hot_slots")
-        lines.append("  workers   " + ", ".join(f"{v} {k}" for k, v in workers.items())
-                     + (f" (the hot one with {slots} slots)" if isinstance(slots, int) and slots > 1 else ""))
-    for lane in status.get("lanes") or ():  # one line per worker: what it holds, what it does
-        if isinstance(lane, dict):
-            pid = f"  pid {lane['pid']}" if lane.get("pid") else ""
-            lines.append(f"    {lane.get('id', '?'):<9} {lane.get('model', '?'):<10} "
-                         f"{lane.get('state', '?'):<8} {lane.get('served', 0)} served{pid}")
-    counts = [(status.get(k), label) for k, label in
-              (("running", "running"), ("queue", "waiting"), ("served", "served"))]
-    lines.append("  requests  " + ", ".join(f"{v} {label}" for v, label in counts if v is not None))
-    pool = [(status.get(k), label) for k, label in
-            (("loading", "loading"), ("spawns", "cold spawns"), ("crashes", "crashes"))]
-    if any(v is not None for v, _ in pool):
-        lines.append("  workers   " + ", ".join(f"{v} {label}" for v, label in pool if v is not None))
-    if isinstance(status.get("uptime"), (int, float)):
-        lines.append(f"  uptime    {_duration(status['uptime'])}")
+    engine = [v for v in (status.engine, status.device, status.compute_type) if v]
+    lines.append(f"  model     {status.model or '?'}" + (f" ({', '.join(engine)})" if engine else ""))
+    if status.workers:
+        slots = status.hot_slots
+        lines.append("  workers   " + ", ".join(f"{v} {k}" for k, v in status.workers.items())
+                     + (f" (the hot one with {slots} slots)" if slots > 1 else ""))
+    for lane in status.lanes:  # one line per worker: what it holds, what it does
+        pid = f"  pid {lane.pid}" if lane.pid else ""
+        lines.append(f"    {lane.id:<9} {lane.model:<10} {lane.state:<8} {lane.served} served{pid}")
+    lines.append(f"  requests  {status.running} running, {status.queue} waiting, {status.served} served")
+    lines.append(f"  workers   {status.loading} loading, {status.spawns} cold spawns, {status.crashes} crashes")
+    events = [f"{count} {name.replace('_', ' ')}" for name, count in sorted(status.counters.items()) if count]
+    if events:
+        lines.append("  events    " + ", ".join(events))
+    lines.append(f"  uptime    {_duration(status.uptime)}")
     return "\n".join(lines)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     with Client(args.socket, timeout=args.timeout) as c:
         status = c.status()
-    _print(json.dumps(status, indent=2) if args.json else format_status(status, args.socket))
+    _print(json.dumps(status.to_dict(), indent=2) if args.json else format_status(status, args.socket))
     # A health check in a script: anything but "ready" is not ready.
-    return EXIT_OK if status.get("status") == "ready" else EXIT_UNREACHABLE
+    return EXIT_OK if status.ready else EXIT_UNREACHABLE
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     with Client(args.socket, timeout=args.timeout) as c:
         models = c.models()
     if args.json:
-        _print(json.dumps(models, indent=2))
+        _print(json.dumps([m.to_dict() for m in models], indent=2))
     else:
         for model in models:
-            _print(str(model.get("id")))
+            _print(model.id)
     return EXIT_OK
 
 
@@ -206,34 +200,25 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     audio = _read_input(args.file)
     if args.output not in (None, "-"):
         _check_writable(args.output)
-    options = {
-        "language": args.language,
-        "prompt": args.prompt,
-        "temperature": args.temperature,
-        "task": "translate" if args.translate else None,
-        "word_timestamps": True if args.words else None,
-    }
     bar = _progress_bar(args.progress)
     with Client(args.socket, timeout=args.timeout) as c:
         if bar is not None:
             bar.start()
         try:
             # Segment frames tell the bar how many seconds are done, not just what share.
-            reply = c.transcribe(audio, model=args.model, progress=bar is not None,
-                                 segments=bar is not None, on_frame=bar.on_frame if bar else None,
-                                 **options)
+            result = c.transcribe(
+                audio, model=args.model, language=args.language, prompt=args.prompt,
+                temperature=args.temperature, word_timestamps=args.words,
+                task="translate" if args.translate else "transcribe",
+                progress=bar is not None, segments=bar is not None, on_frame=bar.on_frame if bar else None,
+            )
         except BaseException:
             if bar is not None:
                 bar.close()  # end the bar's line, so the error reads cleanly
             raise
-    result = reply["result"]
     if bar is not None:
-        bar.finish(result.get("duration"))
-    # Imported here: the result type pulls in numpy, which status/models never need.
-    from whisperd.core.transcript import Transcript
-
-    transcript = Transcript.from_dict(result)
-    body, _ = render(transcript, args.format, words=args.words)
+        bar.finish(result.transcript.duration)
+    body, _ = render(result.transcript, args.format, words=args.words)
     _write_output(body, args.output)
     return EXIT_OK
 

@@ -13,7 +13,14 @@ then one final ``result`` or ``error``. A connection carries many requests in
 turn. Everything is checked before anything is allocated: the length prefix
 against ``MAX_HEADER`` (or the audio limit), then every header field. A broken
 frame gets an ``error`` frame and the connection is closed. `docs/protocol.md`
-is the prose version of this module.
+is the prose version of this module; the replies' typed forms are in
+`whisperd.core.replies`.
+
+What is checked here is the frame: its fields' types, sizes and bounds (a task
+this protocol knows, a temperature in 0..1, a beam of 1..16), all before the
+audio is read. What depends on the model or the daemon's settings - which model
+a name means, what an English-only model cannot do - is the daemon's
+(`whisperd.daemon.requests`).
 """
 
 from __future__ import annotations
@@ -104,10 +111,6 @@ class Request:
         if self.model is not None:
             header["model"] = self.model
         return json_frame(header)
-
-    @staticmethod
-    def from_frame(payload: bytes, *, max_audio: int = DEFAULT_MAX_AUDIO) -> "Request":
-        return parse_request(payload, max_audio=max_audio)
 
 
 def new_id() -> str:
@@ -203,8 +206,13 @@ def parse_request(payload: bytes, *, max_audio: int = DEFAULT_MAX_AUDIO) -> Requ
 # --- replies -------------------------------------------------------------------------
 
 
+def reply_frame(kind: str, body: dict[str, Any]) -> bytes:
+    """`body` (a typed reply's `to_dict()`, see `whisperd.core.replies`) in the v1 envelope."""
+    return json_frame({"v": VERSION, "type": kind, **body})
+
+
 def result_frame(rid: str, result: dict[str, Any], **extra: Any) -> bytes:
-    return json_frame({"v": VERSION, "type": "result", "id": rid, "result": result, **extra})
+    return reply_frame("result", {"id": rid, "result": result, **extra})
 
 
 def error_frame(rid: str | None, err: WhisperdError) -> bytes:

@@ -8,8 +8,8 @@ Stdlib only: the shim and whisperctl import it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,10 @@ class Word:
     start: float
     end: float
     probability: float = 0.0
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> "Word":
+        return Word(str(d["word"]), float(d["start"]), float(d["end"]), float(d.get("probability") or 0.0))
 
 
 @dataclass(frozen=True)
@@ -35,11 +39,15 @@ class Segment:
     words: tuple[Word, ...] = ()
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> "Segment":
-        d = dict(d)
-        d["tokens"] = tuple(d.get("tokens") or ())
-        d["words"] = tuple(Word(**w) for w in d.get("words") or ())
-        return Segment(**d)
+    def from_dict(d: Mapping[str, Any]) -> "Segment":
+        # Keys this version does not know (a newer daemon's) are left out, not an error.
+        known = {k: v for k, v in d.items() if k in _SEGMENT_FIELDS}
+        known["tokens"] = tuple(d.get("tokens") or ())
+        known["words"] = tuple(Word.from_dict(w) for w in d.get("words") or ())
+        return Segment(**known)
+
+
+_SEGMENT_FIELDS = frozenset(f.name for f in fields(Segment))
 
 
 def segment_dict(s: Segment) -> dict[str, Any]:
@@ -76,7 +84,7 @@ class Transcript:
         }
 
     @staticmethod
-    def from_dict(d: dict[str, Any]) -> "Transcript":
+    def from_dict(d: Mapping[str, Any]) -> "Transcript":
         return Transcript(
             text=d["text"],
             language=d["language"],

@@ -3,6 +3,8 @@
 One connection carries many requests, one after another (a client sends its
 next request only after the final reply to the previous one). While a request
 runs, the connection is watched: a client that hangs up has its work dropped.
+Requests are validated in `whisperd.daemon.requests`; replies are the typed
+values of `whisperd.core.replies`.
 """
 
 from __future__ import annotations
@@ -18,18 +20,14 @@ from typing import Any, Callable
 
 from whisperd import __version__
 from whisperd.core import protocol
-from whisperd.core.errors import (
-    ModelNotFound,
-    ProtocolError,
-    UnsupportedForModel,
-    WhisperdError,
-)
-from whisperd.core.model_names import DEFAULT_ALIASES
+from whisperd.core.errors import ProtocolError, ShuttingDown, WhisperdError
+from whisperd.core.replies import DaemonState, DaemonStatus, ModelEntry, TranscribeResult, model_list_dict
 from whisperd.core.transcript import Segment, segment_dict
+from whisperd.daemon import requests
 from whisperd.daemon.config import DaemonConfig
-from whisperd.daemon.jobs import Job, JobCancelled
+from whisperd.daemon.jobs import JobCancelled
 from whisperd.daemon.pool import Pool
-from whisperd.engines.base import ModelInfo, Options
+from whisperd.engines.base import ModelInfo
 
 log = logging.getLogger("whisperd.server")
 
@@ -71,6 +69,7 @@ class Server:
         self.config = config
         self.model = model
         self.pool = pool
+        self.defaults = requests.Defaults.from_config(config)
         self.started_at = time.monotonic()
         self.draining = False
         self._server: asyncio.AbstractServer | None = None
@@ -98,10 +97,12 @@ class Server:
             await asyncio.wait(self._connections, timeout=2)
         await self.pool.drain(max(0.0, deadline - time.monotonic()))
 
-    def status(self) -> dict[str, Any]:
+    def daemon_status(self) -> DaemonStatus:
         engine = self.pool.engine
-        return {
-            "status": "draining" if self.draining else "ready",
+        # The pool reports its part as plain data (lanes, counters...); the typed reply
+        # takes what it knows of it.
+        return DaemonStatus.from_dict({
+            "status": DaemonState.DRAINING if self.draining else DaemonState.READY,
             "version": __version__,
             "model": self.model.name,
             "engine": engine.name,
@@ -110,12 +111,16 @@ class Server:
             **self.pool.status(),
             "served": self.served,
             "uptime": round(time.monotonic() - self.started_at, 1),
-        }
+        })
 
-    def models(self) -> list[dict[str, Any]]:
+    def status(self) -> dict[str, Any]:
+        """`daemon_status()` as the wire has it (the systemd status line reads this)."""
+        return self.daemon_status().to_dict()
+
+    def models(self) -> list[ModelEntry]:
         loaded = self.pool.loaded_models()
-        return [{"id": m.name, "loaded": m.name in loaded, "multilingual": m.multilingual,
-                 "default": m.name == self.model.name} for m in self.pool.models.values()]
+        return [ModelEntry(m.name, loaded=m.name in loaded, multilingual=m.multilingual,
+                           default=m.name == self.model.name) for m in self.pool.models.values()]
 
     # --- connections -------------------------------------------------------------------
 
@@ -135,94 +140,58 @@ class Server:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while not self.draining:
-            rid = None
             try:
                 header = await protocol.read_frame(reader, protocol.MAX_HEADER)
                 request = protocol.parse_request(header, max_audio=self.config.max_audio_bytes)
-                rid = request.id
-                audio = b""
-                if request.op == "transcribe":
-                    audio = await protocol.read_frame(reader, self.config.max_audio_bytes)
-                    if len(audio) != request.audio_size:
-                        raise ProtocolError(
-                            f"audio frame has {len(audio)} bytes; the header announced {request.audio_size}"
-                        )
             except EOFError:
                 return
             except WhisperdError as err:
-                # We cannot trust the rest of the stream: answer, then close.
-                log.info("request %s refused: %s (%s)", rid or "-", err.message, err.code)
-                writer.write(protocol.error_frame(rid, err))
-                await writer.drain()
+                await self._refuse(writer, None, err)
                 return
-            keep_open = await self._handle(request, audio, reader, writer)
+            if request.op == "transcribe":
+                # It reads its own audio frame: no frame here holds the bytes meanwhile.
+                keep_open = await self._transcribe(request, reader, writer)
+            else:
+                writer.write(protocol.result_frame(request.id, self._answer(request.op)))
+                await writer.drain()
+                keep_open = True
             if not keep_open:
                 return
 
-    async def _handle(
-        self, request: protocol.Request, audio: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> bool:
-        if request.op == "ping":
-            writer.write(protocol.result_frame(request.id, {"pong": True}))
-        elif request.op == "status":
-            writer.write(protocol.result_frame(request.id, self.status()))
-        elif request.op == "models":
-            writer.write(protocol.result_frame(request.id, {"models": self.models()}))
-        else:
-            return await self._transcribe(request, audio, reader, writer)
+    async def _refuse(self, writer: asyncio.StreamWriter, rid: str | None, err: WhisperdError) -> None:
+        """A broken frame: answer it, and the caller closes - the rest of the stream is not trusted."""
+        log.info("request %s refused: %s (%s)", rid or "-", err.message, err.code)
+        writer.write(protocol.error_frame(rid, err))
         await writer.drain()
-        return True
 
-    def _model_for(self, requested: str | None) -> ModelInfo:
-        if requested in (None, "", *DEFAULT_ALIASES):
-            return self.model
-        if requested in self.pool.models:
-            return self.pool.models[requested]
-        served = ", ".join([*DEFAULT_ALIASES, *sorted(self.pool.models)])
-        raise ModelNotFound(f"model {requested!r} is not served here (served: {served})")
+    def _answer(self, op: str) -> dict[str, Any]:
+        if op == "status":
+            return self.daemon_status().to_dict()
+        if op == "models":
+            return model_list_dict(self.models())
+        return {"pong": True}
 
-    def _options(self, request: protocol.Request, model: ModelInfo) -> Options:
-        o = request.options
-        language = o.language
-        if language is not None:
-            from whisperd.core.languages import normalize_language
-
-            language = normalize_language(language)
-        if model.english_only:
-            if o.task == "translate":
-                raise UnsupportedForModel(
-                    f"model {model.name} is English-only and cannot translate; "
-                    "name a multilingual model (e.g. 'base')", param="model"
-                )
-            if language not in (None, "en"):
-                raise UnsupportedForModel(
-                    f"model {model.name} is English-only; it cannot transcribe language {language!r} "
-                    "(name a multilingual model, e.g. 'base')",
-                    param="language",
-                )
-        return Options(
-            task=o.task,
-            language=language,
-            prompt=o.prompt,
-            temperature=o.temperature,
-            word_timestamps=o.word_timestamps,
-            beam_size=o.beam_size or self.config.beam_size,
-            no_speech_threshold=self.config.no_speech_threshold,
-            vad_filter=self.config.vad_filter,
-            short_path=self.config.short_path == "on",
-        )
+    async def _read_audio(self, reader: asyncio.StreamReader, request: protocol.Request) -> bytes:
+        audio = await protocol.read_frame(reader, self.config.max_audio_bytes)
+        if len(audio) != request.audio_size:
+            raise ProtocolError(f"audio frame has {len(audio)} bytes; the header announced {request.audio_size}")
+        return audio
 
     async def _transcribe(
-        self, request: protocol.Request, audio: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, request: protocol.Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> bool:
-        started = time.monotonic()
         try:
-            model = self._model_for(request.model)
-            options = self._options(request, model)
+            audio = await self._read_audio(reader, request)
+        except EOFError:
+            return False
         except WhisperdError as err:
-            writer.write(protocol.error_frame(request.id, err))
-            await writer.drain()
-            return True
+            await self._refuse(writer, request.id, err)
+            return False
+        if self.draining:
+            # Sent on a connection that was open before the drain began: new work, refused.
+            await self._refuse(writer, request.id, ShuttingDown("the daemon is shutting down"))
+            return False
+        started = time.monotonic()
 
         def on_segment(seg: Segment, fraction: float) -> None:
             if writer.is_closing():
@@ -232,11 +201,17 @@ class Server:
             if request.progress:
                 writer.write(protocol.progress_frame(request.id, fraction, job.audio_seconds))
 
-        job = Job(request.id, options, model.name, on_segment)
+        try:
+            job = requests.job_for(request, default=self.model, served=self.pool.models,
+                                   defaults=self.defaults, on_segment=on_segment)
+        except WhisperdError as err:
+            writer.write(protocol.error_frame(request.id, err))
+            await writer.drain()
+            return True
         self._inflight += 1
         self.on_change()
         work = asyncio.ensure_future(self.pool.submit(job, audio))
-        del audio
+        del audio  # the pool now holds the only reference, and drops it once decoded
         hangup = asyncio.ensure_future(reader.read(1))
         try:
             await asyncio.wait({work, hangup}, return_when=asyncio.FIRST_COMPLETED)
@@ -266,18 +241,12 @@ class Server:
             self.served += 1
             log.info(
                 "request %s done: %.1f s audio in %.2f s, model %s, worker %s, %d segments",
-                request.id, job.audio_seconds, elapsed, model.name, worker, len(transcript.segments),
+                request.id, job.audio_seconds, elapsed, job.model, worker, len(transcript.segments),
             )
             log.debug("request %s text: %s", request.id, transcript.text)
-            writer.write(
-                protocol.result_frame(
-                    request.id,
-                    transcript.to_dict(),
-                    worker=worker,
-                    model=model.name,
-                    processing_seconds=round(elapsed, 4),
-                )
-            )
+            reply = TranscribeResult(transcript, id=request.id, worker=worker, model=job.model,
+                                     processing_seconds=round(elapsed, 4))
+            writer.write(protocol.reply_frame("result", reply.to_dict()))
             await writer.drain()
             return not hangup.done()
         finally:

@@ -12,6 +12,7 @@ import pytest
 from tests.stack.reliability.probes import Snapshot, hwm_mb, snapshot, wait_until
 from testing.stack import Daemon, Shim
 from whisperd.client import Client
+from whisperd.core.replies import DaemonStatus
 
 BOUNDED_MAX_SECONDS = 600
 
@@ -23,16 +24,16 @@ class Watched:
         self.daemon, self.shim, self.tmpdir = daemon, shim, tmpdir
         self.url = shim.url
 
-    def status(self) -> dict:
+    def status(self) -> DaemonStatus:
         with Client(self.daemon.socket, timeout=30) as c:
             return c.status()
 
     def idle(self) -> bool:
         s = self.status()
-        return s["queue"] == 0 and s["running"] == 0 and s["loading"] == 0
+        return s.queue == 0 and s.running == 0 and s.loading == 0
 
     def snapshot(self) -> Snapshot:
-        workers = [lane["pid"] for lane in self.status()["lanes"] if lane["kind"] == "cold" and lane.get("pid")]
+        workers = [lane.pid for lane in self.status().lanes if lane.kind == "cold" and lane.pid]
         time.sleep(0.2)  # let the daemon close its end of the status connection
         return snapshot(self.daemon.proc.pid, self.shim.proc.pid, workers,
                         keep_open=[self.daemon.log_path, self.shim.log_file.name])

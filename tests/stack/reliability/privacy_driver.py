@@ -104,14 +104,14 @@ def main() -> None:
         headers, body = audio_form(long_, "long.mp3")
         raw_post(shim.port, body, headers, send_fraction=0.5).close()  # hangs up mid-upload
         s = raw_post(shim.port, body, headers)  # hangs up mid-inference
-        wait_until(lambda: Client(d.socket, timeout=10).status()["running"] >= 1, 30, "the long file to start")
+        wait_until(lambda: Client(d.socket, timeout=10).status().running >= 1, 30, "the long file to start")
         # While a cold worker lives: every inet socket of every process of the service.
         family = {"daemon": [d.proc.pid], "shim": [shim.proc.pid], "children": descendants(d.proc.pid)}
         report["processes"] = {k: len(v) for k, v in family.items()}
         report["sockets"] = {k: [list(x) for p in pids for x in net_sockets(p)] for k, pids in family.items()}
         s.close()
         wait_until(lambda: "dropped: client went away" in d.log(), 30, "the drop")
-        wait_until(lambda: Client(d.socket, timeout=10).status()["running"] == 0, 30, "idle")
+        wait_until(lambda: Client(d.socket, timeout=10).status().running == 0, 30, "idle")
         report["answers"] = answers
         report["texts"] = texts
         report["runtime_dir"] = sorted(os.listdir(d.dir))

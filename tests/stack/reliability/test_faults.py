@@ -38,6 +38,7 @@ from tests.stack.reliability.wire import assert_openai_error, audio_form, upload
 from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, word_recall
 from testing.stack import CACHE, Daemon, Shim
 from whisperd.client import Client
+from whisperd.core.replies import DaemonStatus
 
 FOX = FOX_FILES["wav"].read_bytes()
 LONG = LONG_FILE.read_bytes()
@@ -58,7 +59,7 @@ def in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, dict]:
     return t, out
 
 
-def status(sock: str) -> dict:
+def status(sock: str) -> DaemonStatus:
     with Client(sock, timeout=30) as c:
         return c.status()
 
@@ -83,7 +84,7 @@ def test_daemon_killed_mid_request_then_the_shim_recovers_by_itself():
     try:
         assert upload(shim.url, FOX).status == 200  # the shim's pool now holds a live connection
         t, out = in_thread(upload, shim.url, LONG, "long.mp3")
-        wait_until(lambda: any(l["kind"] == "cold" and l["state"] == "busy" for l in status(d.socket)["lanes"]),
+        wait_until(lambda: any(lane.kind == "cold" and lane.state == "busy" for lane in status(d.socket).lanes),
                    60, "the long file to run on a cold worker")
         family = descendants(d.proc.pid)  # fork server, resource tracker, the cold worker
         fork_dirs = {os.path.dirname(p) for pid in family for p in unix_listen_paths(pid)}
@@ -137,7 +138,7 @@ def test_shim_restarted_while_the_daemon_is_busy(fw_stack):
 
     t_long, long_out = in_thread(socket_client_long)
     t_http, http_out = in_thread(upload, first.url, FOX, "fox.wav")
-    wait_until(lambda: status(sock)["running"] >= 1, 30, "work in flight")
+    wait_until(lambda: status(sock).running >= 1, 30, "work in flight")
     first.stop()  # SIGINT: aiohttp finishes its in-flight handlers (shutdown_timeout 10 s)
     second = shim_on_port(sock, port)
     try:
@@ -146,7 +147,7 @@ def test_shim_restarted_while_the_daemon_is_busy(fw_stack):
         t_http.join(60)
         t_long.join(300)
         assert "error" not in long_out, long_out
-        assert word_recall(LONG_TEXT, long_out["value"]["result"]["text"]) >= 0.8
+        assert word_recall(LONG_TEXT, long_out["value"].text) >= 0.8
         # The HTTP request in flight through the old shim was answered before it exited.
         assert http_out["value"].status == 200, http_out
     finally:
@@ -180,7 +181,7 @@ def fw_before(fw_watched):
 def test_client_leaves_mid_upload(fw_stack, fw_before):
     headers, body = audio_form(LONG, "long.mp3")
     before_499 = _metric(fw_stack.shim, 499)
-    served = status(fw_stack.daemon.socket)["served"]
+    served = status(fw_stack.daemon.socket).served
     for _ in range(5):
         s = socket.create_connection(("127.0.0.1", fw_stack.shim.port), timeout=10)
         s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}\r\n"
@@ -189,7 +190,7 @@ def test_client_leaves_mid_upload(fw_stack, fw_before):
         s.close()
     wait_until(lambda: _metric(fw_stack.shim, 499) >= before_499 + 5, 10, "five 499s in the shim's metrics")
     s = status(fw_stack.daemon.socket)
-    assert s["served"] == served and s["running"] == 0  # nothing reached the daemon
+    assert s.served == served and s.running == 0  # nothing reached the daemon
     assert upload(fw_stack.url, FOX).status == 200
 
 
@@ -201,12 +202,12 @@ def test_client_leaves_mid_inference_on_a_cold_worker(fw_stack, fw_before):
     s = socket.create_connection(("127.0.0.1", fw_stack.shim.port), timeout=10)
     s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}\r\n"
               f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    wait_until(lambda: status(sock)["running"] >= 1, 30, "the long file to start")
+    wait_until(lambda: status(sock).running >= 1, 30, "the long file to start")
     s.close()
     left = time.monotonic()
     wait_until(lambda: fw_stack.daemon.log().count("dropped: client went away") > dropped, 15, "the drop")
     # The lane is free long before the file would have finished (~6-8 s on two cores).
-    wait_until(lambda: status(sock)["running"] == 0, 15, "the lane to be free")
+    wait_until(lambda: status(sock).running == 0, 15, "the lane to be free")
     assert time.monotonic() - left < 5
 
 
@@ -222,7 +223,7 @@ def test_client_leaves_mid_stream(fw_stack, fw_before):
         first += s.recv(65536)
     s.close()  # after the first delta
     wait_until(lambda: fw_stack.daemon.log().count("dropped: client went away") > dropped, 15, "the drop")
-    wait_until(lambda: status(fw_stack.daemon.socket)["running"] == 0, 15, "the lane to be free")
+    wait_until(lambda: status(fw_stack.daemon.socket).running == 0, 15, "the lane to be free")
 
 
 def test_nothing_leaked_after_the_hang_ups(fw_watched, fw_before):
@@ -296,7 +297,7 @@ def test_full_cache_dir_does_not_stop_the_default_model():
         except RuntimeError as exc:
             pytest.fail(f"known bug: the daemon did not start with a full cache dir: {str(exc)[-400:]}")
         with Client(d.socket, timeout=60) as c:
-            assert word_recall(FOX_TEXT, c.transcribe(FOX)["result"]["text"]) >= 0.8
+            assert word_recall(FOX_TEXT, c.transcribe(FOX).text) >= 0.8
         assert "No space left on device" in d.log()  # said once, as a warning
         assert not [n for n in os.listdir(os.path.join(fs.path, "cache", "assembled")) if n.startswith(".assemble")]
     finally:
@@ -353,7 +354,7 @@ def test_full_tmp_does_not_break_transcription(full_tmp_daemon):
     with Client(full_tmp_daemon.socket, timeout=60) as c:
         for name in ("wav", "mp3", "m4a"):
             reply = c.transcribe(FOX_FILES[name].read_bytes())
-            assert word_recall(FOX_TEXT, reply["result"]["text"]) >= 0.8 and reply["worker"] == "hot"
+            assert word_recall(FOX_TEXT, reply.text) >= 0.8 and reply.worker == "hot"
 
 
 def test_full_tmp_long_file_is_answered_when_cold_workers_cannot_start(full_tmp_daemon):
@@ -369,7 +370,7 @@ def test_full_tmp_long_file_is_answered_when_cold_workers_cannot_start(full_tmp_
     failures = full_tmp_daemon.log().count("failed to start")
     assert "value" in out, f"known bug: the long file was not answered ({out.get('error')!r}); " \
                            f"{failures} failed spawns logged"
-    assert word_recall(LONG_TEXT, out["value"]["result"]["text"]) >= 0.8
+    assert word_recall(LONG_TEXT, out["value"].text) >= 0.8
     assert failures <= 10, f"known bug: {failures} failed spawns"
 
 
@@ -394,7 +395,7 @@ def test_short_request_does_not_wait_behind_long_ones_over_http(fw_stack):
             s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}"
                       f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
             longs.append(s)
-        wait_until(lambda: status(fw_stack.daemon.socket)["running"] >= 1, 30, "the recordings to start")
+        wait_until(lambda: status(fw_stack.daemon.socket).running >= 1, 30, "the recordings to start")
         started = time.monotonic()
         reply = upload(fw_stack.url, FOX, "command.wav")
         took = time.monotonic() - started
@@ -405,7 +406,7 @@ def test_short_request_does_not_wait_behind_long_ones_over_http(fw_stack):
     finally:
         for s in longs:
             s.close()  # the daemon drops what is left
-        wait_until(lambda: status(fw_stack.daemon.socket)["running"] == 0, 60, "the dropped recordings to stop")
+        wait_until(lambda: status(fw_stack.daemon.socket).running == 0, 60, "the dropped recordings to stop")
 
 
 # --- overload --------------------------------------------------------------------------------

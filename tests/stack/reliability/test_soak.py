@@ -18,6 +18,7 @@ import pytest
 from tests.stack.reliability import soak
 from tests.stack.reliability.conftest import Watched
 from testing.stack import ROOT, Stack
+from whisperd.core.replies import DaemonStatus
 
 REQUESTS = int(os.environ.get("WHISPERD_SOAK_REQUESTS", "300"))
 CONCURRENCY = 16
@@ -92,11 +93,11 @@ def summarize(outcomes: list[soak.Outcome], rows: list[dict], took: float, stack
                      f"last-quarter max {last:6.0f}  ({last / first:.2f}x)  end {key(rows[-1]):6.0f}")
     lines.append(f"  after settling: cold workers {after.workers}, no leak (descriptors, processes, files)")
     served = watched_status(stack)
-    lines.append(f"  daemon: served {served['served']}, spawns {served['spawns']}, crashes {served['crashes']}")
+    lines.append(f"  daemon: served {served.served}, spawns {served.spawns}, crashes {served.crashes}")
     return "\n".join(lines)
 
 
-def watched_status(stack: Stack) -> dict:
+def watched_status(stack: Stack) -> DaemonStatus:
     from whisperd.client import Client
 
     with Client(stack.daemon.socket, timeout=30) as c:
