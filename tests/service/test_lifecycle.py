@@ -115,8 +115,8 @@ async def test_phases_run_in_order_and_shutdown_unlinks_the_socket(sock_path):
     await asyncio.wait_for(d.wait_until(Phase.SERVING), 30)
     assert d.phases == [Phase.STARTING, Phase.SERVING]
     async with AsyncClient(sock_path) as client:
-        assert (await client.status())["status"] == "ready"
-        assert (await client.transcribe(one_second_wav()))["result"]["duration"] == 1.0
+        assert (await client.status()).ready
+        assert (await client.transcribe(one_second_wav())).transcript.duration == 1.0
     d.handle_signal(signal.SIGTERM)
     assert await asyncio.wait_for(run, 30) == 0
     assert d.phases == ALL_PHASES
@@ -184,7 +184,7 @@ async def test_one_signal_drains_in_flight_work_then_exits_0(sock_path, held_eng
         assert not request.done() and not run.done()  # the drain waits for the held request
         held_engine.release.set()
         reply = await asyncio.wait_for(request, 30)
-    assert reply["result"]["text"] == "held"
+    assert reply.text == "held"
     assert await asyncio.wait_for(run, 30) == 0
     assert d.phases == ALL_PHASES and not os.path.exists(sock_path)
 
@@ -203,7 +203,7 @@ async def test_a_second_signal_cuts_the_drain_short_and_exits_1(sock_path, held_
             await asyncio.wait_for(request, 30)
     assert d.force_exit and d.phases == ALL_PHASES
     assert not os.path.exists(sock_path)
-    assert d.server is not None and d.server.status()["status"] == "draining"
+    assert d.server is not None and d.server.daemon_status().draining
 
 
 # --- a child process, real signals -------------------------------------------------------
