@@ -250,6 +250,11 @@ class Server:
             await writer.drain()
             return not hangup.done()
         finally:
+            if not work.done():
+                # This handler itself was cancelled (a forced stop cuts every connection):
+                # the job must stop too, not run on for nobody.
+                job.cancelled = True
+                work.cancel()
             if not hangup.done():
                 hangup.cancel()
                 # Let the cancelled read unwind before the next read on this stream.
