@@ -9,7 +9,6 @@ from whisperd.daemon.policy import (
     WorkerFacts,
     decide,
     job_order,
-    split_threads,
 )
 
 HOT = WorkerFacts("hot", "hot", "tiny.en", "idle")
@@ -118,11 +117,7 @@ def test_hot_worker_is_never_reaped_and_fresh_idle_workers_stay():
     assert decide(facts(workers=(idle_hot, c1)), S).reap == ()
 
 
-def test_threads_are_split_between_running_workers():
-    assert split_threads(2, ["hot"]) == {"hot": 2}
-    assert split_threads(2, ["hot", "c1"]) == {"c1": 1, "hot": 1}
-    assert split_threads(2, ["a", "b", "c"]) == {"a": 1, "b": 1, "c": 1}
-    assert split_threads(8, ["a", "b", "c"]) == {"a": 3, "b": 3, "c": 2}
+def test_a_cold_worker_gets_half_the_cores_beside_the_hot_worker():
     busy = WorkerFacts("hot", "hot", "tiny.en", "busy", busy_remaining_s=60)
     d = decide(facts([job("cmd", 2)], workers=(busy,)), S)
     assert d.spawn[0][1] == 1  # half of 2 cores beside the busy hot worker

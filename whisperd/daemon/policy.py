@@ -10,15 +10,14 @@ The rules, in order of importance:
    loading or may be spawned - so a voice command never waits behind it.
 4. A cold worker is spawned when a queued job would finish sooner on a new
    worker (load time + its cost) than on any existing lane, within the cap and
-   the free memory.
-5. CPU threads are divided between the workers that run at once.
-6. Idle cold workers exit after `idle_timeout_s`, at most one every
+   the free memory; it gets half the cores, as it runs beside the hot worker.
+5. Idle cold workers exit after `idle_timeout_s`, at most one every
    `reap_stagger_s`, so a burst does not end in a cliff of exits.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,6 @@ class Settings:
     idle_timeout_s: float = 60.0
     reap_stagger_s: float = 10.0
     ageing: float = 0.5  # one second waited counts as this many seconds less audio
-    hot_model: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,19 +67,10 @@ class Decision:
     assign: tuple[tuple[str, str], ...] = ()  # (job id, worker id)
     spawn: tuple[tuple[str, int], ...] = ()  # (model, cpu threads)
     reap: tuple[str, ...] = ()  # cold worker ids to stop
-    threads: dict[str, int] = field(default_factory=dict)  # worker id → threads to use
 
 
 def job_order(jobs: tuple[JobFacts, ...], ageing: float) -> list[JobFacts]:
     return sorted(jobs, key=lambda j: (j.audio_s - ageing * j.waited_s, j.waited_s * -1, j.id))
-
-
-def split_threads(cores: int, running: list[str]) -> dict[str, int]:
-    """Share the cores between the workers that run at once; at least one each."""
-    if not running:
-        return {}
-    base, extra = divmod(max(cores, 1), len(running))
-    return {w: max(1, base + (1 if i < extra else 0)) for i, w in enumerate(sorted(running))}
 
 
 # More slots than this gain little: each needs a core, and single requests slow down.
@@ -166,10 +155,7 @@ def decide(facts: Facts, settings: Settings) -> Decision:
         if expired:
             reap.append(max(expired, key=lambda w: (w.idle_s, w.id)).id)
 
-    running = [w.id for w in facts.workers if w.state == "busy" and w.id not in reap]
-    running += [wid for _, wid in assign]
-    threads = split_threads(facts.cpu_cores, running)
     # A cold worker runs beside the hot one by design: give it half the cores, so
     # the two together do not oversubscribe the machine.
     spawn = [(model, max(1, facts.cpu_cores // 2)) for model, _ in spawn]
-    return Decision(tuple(assign), tuple(spawn), tuple(reap), threads)
+    return Decision(tuple(assign), tuple(spawn), tuple(reap))

@@ -1,86 +1,98 @@
-"""The dispatcher: the hot lane plus cold workers, driven by `whisperd.daemon.policy`.
+"""The dispatcher: the hot lanes plus cold lanes, driven by `whisperd.daemon.policy`.
 
-Every event - a request arrives, a lane frees up, a worker becomes ready or
+Every event - a request arrives, a lane frees up, a cold lane becomes ready or
 dies, a one-second tick - gathers the facts, asks the pure policy for a
 decision and carries it out. Jobs are bound to a lane only when it is idle.
+Lanes are reached only through their contract (`lanes.base.Lane`); decoding
+is `decoding.Decoder`'s, memory figures are `resources.Resources`'.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from statistics import median
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from whisperd.core.errors import ModelNotFound, Overloaded, ShuttingDown, WorkerFailed
+from whisperd.core.errors import ModelNotFound, Overloaded, ShuttingDown, WorkerFailed, WorkerTimeout
 from whisperd.core.transcript import Transcript
 from whisperd.daemon import policy
 from whisperd.daemon.config import DaemonConfig
+from whisperd.daemon.decoding import Decoder
 from whisperd.daemon.jobs import Job, JobCancelled
-from whisperd.daemon.lanes.cold import ColdWorker, fork_context
-from whisperd.daemon.lanes.hot import HotLane
-from whisperd.daemon.resources import free_vram_mb, mem_available_mb, rss_mb
-from whisperd.engines.base import ModelInfo
+from whisperd.daemon.lanes.base import Lane, LaneFactory, LaneState
+from whisperd.daemon.resources import Resources
+from whisperd.engines.base import Engine, ModelInfo
 
 log = logging.getLogger("whisperd.pool")
-
-
-@dataclass
-class Pending:
-    job: Job
-    pcm: np.ndarray
-    future: asyncio.Future
-    enqueued: float = field(default_factory=time.monotonic)
-
-
-# A plain 16 kHz mono PCM WAV up to this size (8 s) is decoded on the event loop:
-# its samples only need converting (~0.1 ms), and a thread hand-off costs more.
-INLINE_DECODE_BYTES = 256 * 1024
 
 # After a failed cold start, its model gets no new cold workers for this long (the
 # hot worker takes the work meanwhile) - not a spawn loop.
 SPAWN_BACKOFF_S = 30.0
+# A retried job counts as having waited this long: first in line (finite, so the
+# policy's ageing arithmetic stays finite).
+FIRST_IN_LINE_S = 1e6
+# What `status()["counters"]` always holds, from 0; the engines' counters join them.
+POOL_COUNTERS = ("retries", "dropped_queued", "dropped_running", "timeouts", "idle_exits", "crashes", "spawns")
+
+
+@dataclass(eq=False)
+class Pending:
+    job: Job
+    pcm: np.ndarray
+    future: asyncio.Future
+    enqueued: float
 
 
 class Pool:
-    def __init__(self, config: DaemonConfig, hot: list[HotLane], models: dict[str, ModelInfo]) -> None:
+    """`hot`: the hot worker's lanes, one per slot, sharing `engine` (default: theirs).
+    `lane_factory` builds cold lanes (default: cold worker processes on that engine);
+    `resources` says what memory a cold lane takes and the machine has (default: probed);
+    `clock` is the time every scheduling fact is measured in, the lanes' own."""
+
+    def __init__(self, config: DaemonConfig, hot: list[Lane], models: dict[str, ModelInfo], *,
+                 engine: Engine | None = None, lane_factory: LaneFactory | None = None,
+                 resources: Resources | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
-        self.hot = hot  # one lane per slot of the hot worker
-        self.engine = hot[0].engine  # cold workers run the same engine on the same device
+        self.hot = hot
+        self.engine: Engine = engine if engine is not None else hot[0].engine  # type: ignore[attr-defined]
         self.models = models
         self.settings = policy.Settings(
             max_cold_workers=config.max_cold_workers,
             long_audio_s=config.long_audio_seconds,
             idle_timeout_s=config.worker_idle_timeout,
             reap_stagger_s=max(1.0, config.worker_idle_timeout / 6),
-            hot_model=hot[0].model,
         )
+        if lane_factory is None:
+            from whisperd.daemon.lanes.cold import cold_lane_factory
+
+            lane_factory = cold_lane_factory(config, self.engine)
+        self._make_cold = lane_factory
+        self._clock = clock
         self._hot_by_id = {lane.id: lane for lane in hot}
-        self.cold: dict[str, ColdWorker] = {}
+        self.cold: dict[str, Lane] = {}
         self.pending: list[Pending] = []
-        self.running: dict[str, tuple[Any, Pending]] = {}  # job id → (lane, pending)
-        self.decoding = 0
-        self.spawns = 0
-        self.crashes = 0
+        self.running: dict[str, tuple[Lane, Pending]] = {}  # job id → (lane, pending)
+        self.decoder = Decoder(config.max_audio_seconds)
+        self.resources = resources if resources is not None else Resources(self.engine.device, models)
+        self.counters: Counter[str] = Counter({name: 0 for name in POOL_COUNTERS})
+        self._retired_counters: Counter[str] = Counter()  # engine counters of cold lanes gone
         self.spawn_times: list[float] = []
         self.seconds_per_audio_s = 0.05
         self._next_id = 1
-        self._last_reap = time.monotonic()
-        self._decode = ThreadPoolExecutor(2, thread_name_prefix="decode")
-        self._memory_mb: dict[str, float] = {}  # measured RSS of a ready worker, by model
-        self._size_guess_mb: dict[str, float] = {}
-        self._free_memory_cached, self._free_memory_at = 0.0, float("-inf")
+        self._last_reap = clock()
         self._tick: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()  # strong references: the loop keeps weak ones
         self._spawn_failed_at: dict[str, float] = {}  # model → when its cold start last failed
         self._closing = False
-        self.on_change = lambda: None
+        self._work_changed = asyncio.Event()  # wakes `drain`
+        self.on_change: Callable[[], None] = lambda: None
 
     # --- requests ----------------------------------------------------------------------
 
@@ -89,31 +101,28 @@ class Pool:
 
     @property
     def queue_depth(self) -> int:
-        return len(self.pending) + self.decoding
+        return len(self.pending) + self.decoder.in_progress
 
     async def submit(self, job: Job, audio: bytes) -> tuple[Transcript, str]:
-        """Decode, queue, run; returns the transcript and the lane that served it."""
+        """Decode, queue, run; returns the transcript and the name of the lane that served it."""
         if self._closing:
             raise ShuttingDown("the daemon is shutting down")
         if job.model not in self.models:
             raise ModelNotFound(f"model {job.model!r} is not served here")
         if self.queue_depth + len(self.running) >= self.config.queue_size:
             raise Overloaded(f"{self.queue_depth} requests are waiting; try again shortly")
-        from whisperd.daemon.audio import decode_audio, is_plain_wav
-
-        loop = asyncio.get_running_loop()
-        decode = functools.partial(decode_audio, audio, max_duration_s=self.config.max_audio_seconds)
-        if len(audio) <= INLINE_DECODE_BYTES and is_plain_wav(audio):
-            pcm = decode()  # microseconds: cheaper than a hand-off to a decode thread
-        else:
-            self.decoding += 1
-            try:
-                pcm = await loop.run_in_executor(self._decode, decode)
-            finally:
-                self.decoding -= 1
-        del audio, decode  # the encoded bytes are not needed any more
+        try:
+            pcm = await self.decoder.decode(audio)
+        except asyncio.CancelledError:
+            job.cancelled = True
+            self.counters["dropped_queued"] += 1  # gone before it was even queued
+            raise
+        finally:
+            del audio  # the encoded bytes are not needed any more: nothing here holds them
+            self._work_changed.set()
         job.audio_seconds = len(pcm) / 16000
-        entry = Pending(job, pcm, loop.create_future())
+        entry = Pending(job, pcm, asyncio.get_running_loop().create_future(), self._clock())
+        del pcm  # the entry holds the samples, and lets go of them when the job ends
         self.pending.append(entry)
         self._schedule()
         try:
@@ -126,30 +135,38 @@ class Pool:
         entry.job.cancelled = True
         if entry in self.pending:
             self.pending.remove(entry)  # never started: simply dropped
+            self.counters["dropped_queued"] += 1
         elif entry.job.id in self.running:
             lane, _ = self.running[entry.job.id]
             lane.cancel(entry.job)  # stopped at its next segment
+            self.counters["dropped_running"] += 1
         if not entry.future.done():
             entry.future.set_exception(JobCancelled("the client went away"))
             entry.future.exception()  # retrieved: nobody else will
+        self._work_changed.set()
+
+    def tick(self) -> None:
+        """Decide again with nothing new but the time (the ticker calls it every second)."""
+        self._schedule()
 
     # --- the policy loop ---------------------------------------------------------------
 
-    def _lanes(self) -> list[Any]:
+    def _lanes(self) -> list[Lane]:
         return [*self.hot, *self.cold.values()]
 
     def _worker_facts(self, now: float) -> list[policy.WorkerFacts]:
         facts = []
         for lane in self._lanes():
-            if lane.state in ("dead", "stopping"):
+            state = lane.state
+            if state in (LaneState.DEAD, LaneState.STOPPING):
                 continue
-            if lane.state == "loading":
+            if state is LaneState.LOADING:
                 remaining = max(0.0, self._load_estimate() - (now - lane.spawned_at))
             else:
                 remaining = max(0.0, lane.busy_until - now)
             facts.append(policy.WorkerFacts(
-                lane.id, lane.kind, lane.model, lane.state, remaining,
-                now - lane.idle_since if lane.state == "idle" else 0.0,
+                lane.id, lane.kind, lane.model, state.value, remaining,
+                now - lane.idle_since if state is LaneState.IDLE else 0.0,
             ))
         return facts
 
@@ -157,29 +174,15 @@ class Pool:
         return median(self.spawn_times[-9:]) if self.spawn_times else 1.5
 
     def _free_memory(self, now: float) -> float:
-        """MemAvailable, read at most once a second and only when a spawn is possible."""
+        """What a new cold lane could use; not even read when none may be started."""
         if len(self.cold) >= self.config.max_cold_workers:
             return 0.0
-        if now - self._free_memory_at > 1.0:
-            free = free_vram_mb() if self.engine.device == "cuda" else mem_available_mb()
-            self._free_memory_cached, self._free_memory_at = free, now
-        return self._free_memory_cached
-
-    def _memory_estimate(self, model: str) -> float:
-        """A worker's resident size: measured once one ran, else guessed from the weights."""
-        if model in self._memory_mb:
-            return self._memory_mb[model]
-        if model not in self._size_guess_mb:
-            info = self.models.get(model)
-            weights = info.path / "model.bin" if info and info.kind == "ctranslate2" else (info.path if info else None)
-            size = weights.stat().st_size / (1 << 20) if weights is not None else 500.0
-            self._size_guess_mb[model] = 300.0 + 2.0 * size
-        return self._size_guess_mb[model]
+        return self.resources.free_mb(now)
 
     def _schedule(self) -> None:
         if self._closing and not self.pending:
             return
-        now = time.monotonic()
+        now = self._clock()
         if not self._may_act(now):
             return
         facts = policy.Facts(
@@ -188,7 +191,7 @@ class Pool:
             workers=tuple(self._worker_facts(now)),
             cpu_cores=os.cpu_count() or 1,
             free_memory_mb=self._free_memory(now),
-            worker_memory_mb={m: self._memory_estimate(m) for m in {p.job.model for p in self.pending}},
+            worker_memory_mb={m: self.resources.worker_mb(m) for m in {p.job.model for p in self.pending}},
             seconds_per_audio_s=self.seconds_per_audio_s,
             load_s=self._load_estimate(),
             since_last_reap_s=now - self._last_reap,
@@ -198,51 +201,53 @@ class Pool:
         for job_id, lane_id in decision.assign:
             entry = next(p for p in self.pending if p.job.id == job_id)
             self.pending.remove(entry)
-            lane = self._hot_by_id[lane_id] if lane_id in self._hot_by_id else self.cold[lane_id]
-            lane.state = "busy"  # now, so the next decision sees it taken
-            lane.busy_until = now + entry.job.audio_seconds * self.seconds_per_audio_s
+            lane = self._hot_by_id.get(lane_id) or self.cold[lane_id]
+            lane.claim(now + entry.job.audio_seconds * self.seconds_per_audio_s)
             self.running[job_id] = (lane, entry)
-            asyncio.ensure_future(self._run_on(lane, entry))
+            self._background(self._run_on(lane, entry))
         for model, threads in decision.spawn:
             if not self._closing:
                 self._spawn(model, threads)
         for wid in decision.reap:
             self._last_reap = now
-            worker = self.cold.get(wid)
-            if worker is not None:
-                log.info("%s idle for %.0f s: stopping it", wid, now - worker.idle_since)
-                worker.stop()
+            lane = self.cold.get(wid)
+            if lane is not None:
+                log.info("%s idle for %.0f s: stopping it", wid, now - lane.idle_since)
+                self.counters["idle_exits"] += 1
+                lane.close()
         if decision.assign or decision.spawn or decision.reap:
             self.on_change()
 
     def _may_act(self, now: float) -> bool:
         """False when no decision could do anything: skip gathering the facts.
 
-        Nothing is queued and no idle cold worker is due to exit; or work is queued
-        but every lane is busy or loading, no worker may be started and none is
+        Nothing is queued and no idle cold lane is due to exit; or work is queued
+        but every lane is busy or loading, no lane may be started and none is
         idle to reap. At the framework's ceiling the queue is deep and every lane
         busy on almost every event.
         """
         if self.pending:
             room = len(self.cold) < self.config.max_cold_workers
-            return room or any(lane.state == "idle" for lane in self._lanes())
+            return room or any(lane.state is LaneState.IDLE for lane in self._lanes())
         return bool(self.cold) and now - self._last_reap >= self.settings.reap_stagger_s
 
-    async def _run_on(self, lane: Any, entry: Pending) -> None:
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_on(self, lane: Lane, entry: Pending) -> None:
         job = entry.job
-        started = time.monotonic()
+        started = self._clock()
         try:
-            if lane.kind == "hot":
-                transcript = await lane.run(job, entry.pcm)
-            else:
-                transcript = await lane.run(job, entry.pcm, self._timeout(job))
+            transcript = await lane.run(job, entry.pcm)
         except WorkerFailed as err:
             self._settle_failure(lane, entry, err)
         except BaseException as err:  # noqa: B902 - every outcome must reach the waiting client
             if not entry.future.done():
                 entry.future.set_exception(err)
         else:
-            took = time.monotonic() - started
+            took = self._clock() - started
             if job.audio_seconds >= 1:
                 # Smoothed processing cost per audio second, for the policy's estimates.
                 self.seconds_per_audio_s = 0.7 * self.seconds_per_audio_s + 0.3 * (took / job.audio_seconds)
@@ -252,110 +257,127 @@ class Pool:
             self.running.pop(job.id, None)
             if entry.future.done() or job.cancelled:
                 entry.pcm = np.empty(0, np.float32)
+            self._work_changed.set()
             self._schedule()
             self.on_change()
 
-    def _settle_failure(self, lane: Any, entry: Pending, err: WorkerFailed) -> None:
+    def _settle_failure(self, lane: Lane, entry: Pending, err: WorkerFailed) -> None:
         job = entry.job
-        timed_out = "longer than" in err.message
-        if lane.state == "dead" or timed_out:
+        timed_out = isinstance(err, WorkerTimeout)  # it was killed: the job itself is the likely cause
+        if timed_out:
+            self.counters["timeouts"] += 1
+        if lane.state is LaneState.DEAD or timed_out:
             log.warning("request %s: %s", job.id, err.message)
         if not timed_out and job.retries < 1 and not job.cancelled and not entry.future.done():
             job.retries += 1
+            self.counters["retries"] += 1
             log.info("request %s: retrying on another worker", job.id)
-            entry.enqueued = 0.0  # first in line
+            entry.enqueued = self._clock() - FIRST_IN_LINE_S
             self.pending.insert(0, entry)
             return
         if not entry.future.done():
             entry.future.set_exception(err)
 
-    def _timeout(self, job: Job) -> float:
-        return self.config.worker_timeout * max(1.0, job.audio_seconds / 60.0)
-
-    # --- cold workers ------------------------------------------------------------------
+    # --- cold lanes --------------------------------------------------------------------
 
     def _spawn(self, model: str, threads: int) -> None:
         wid = f"cold-{self._next_id}"
         self._next_id += 1
-        worker = ColdWorker(
-            wid, self.models[model], engine=self.engine.name, device=self.engine.device,
-            compute_type=self.config.compute_type, threads=threads, cache_dir=str(self.config.cache_path),
-            context=fork_context(self.engine.name == "openai-whisper"),
-        )
-        self.cold[wid] = worker
-        self.spawns += 1
+        lane = self._make_cold(wid, self.models[model], threads)
+        self.cold[wid] = lane
+        self.counters["spawns"] += 1
         log.info("%s: starting for model %s (%d threads)", wid, model, threads)
-        asyncio.ensure_future(self._watch(worker))
+        self._background(self._watch(lane))
 
-    async def _watch(self, worker: ColdWorker) -> None:
-        await worker.start()
-        await worker.ready.wait()
-        if worker.state == "dead":
-            self.crashes += 1
-            reason = worker.fatal.message if worker.fatal else "it exited while loading"
-            log.error("%s failed to start: %s (no new %s workers for %.0f s)", worker.id, reason,
-                      worker.model, SPAWN_BACKOFF_S)
-            self._spawn_failed_at[worker.model] = time.monotonic()
-            self.cold.pop(worker.id, None)
-            self._fail_unservable(worker.model, reason)
+    async def _watch(self, lane: Lane) -> None:
+        await lane.start()
+        if lane.state is LaneState.DEAD:
+            self.counters["crashes"] += 1
+            reason = lane.fatal.message if lane.fatal else "it exited while loading"
+            log.error("%s failed to start: %s (no new %s workers for %.0f s)", lane.id, reason,
+                      lane.model, SPAWN_BACKOFF_S)
+            self._spawn_failed_at[lane.model] = self._clock()
+            self._retire(lane)
+            self._fail_unservable(lane.model, reason)
         else:
-            took = worker.spawn_to_ready_s or 0.0
+            took = lane.spawn_to_ready_s or 0.0
             self.spawn_times.append(took)
-            self._memory_mb[worker.model] = max(self._memory_mb.get(worker.model, 0.0), rss_mb(worker.pid or 0))
-            log.info("%s ready in %.2f s (pid %s, model %s)", worker.id, took, worker.pid, worker.model)
+            self.resources.measured(lane.model, lane.pid)
+            log.info("%s ready in %.2f s (pid %s, model %s)", lane.id, took, lane.pid, lane.model)
             self._schedule()
             self.on_change()
-            await worker.dead.wait()
-            expected = self._closing or worker.stopping
-            self.cold.pop(worker.id, None)
+            await lane.exited()
+            expected = self._closing or lane.closing
+            self._retire(lane)
             if not expected:
-                self.crashes += 1
-                log.warning("%s (pid %s) exited unexpectedly (exit code %s)", worker.id, worker.pid,
-                            worker.process.exitcode)
-            await worker.wait_exit(5)
+                self.counters["crashes"] += 1
+                log.warning("%s (pid %s) exited unexpectedly (exit code %s)", lane.id, lane.pid, lane.exit_code)
+            await lane.wait_closed(5)
         self._schedule()
         self.on_change()
 
+    def _retire(self, lane: Lane) -> None:
+        """A cold lane is gone: forget it, keep what its engine counted."""
+        if self.cold.pop(lane.id, None) is not None:
+            self._retired_counters.update(lane.counters())
+
     def _fail_unservable(self, model: str, reason: str) -> None:
         """Jobs for a model no lane can load get an answer, not an endless wait."""
-        if any(lane.model == model for lane in self._lanes() if lane.state != "dead"):
+        if any(lane.model == model for lane in self._lanes() if lane.state is not LaneState.DEAD):
             return
         for entry in [p for p in self.pending if p.job.model == model]:
             self.pending.remove(entry)
             if not entry.future.done():
                 entry.future.set_exception(WorkerFailed(f"no worker could load model {model}: {reason}"))
+        self._work_changed.set()
 
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            self._schedule()
+            self.tick()
 
     # --- status and shutdown -----------------------------------------------------------
 
+    def engine_counters(self) -> Counter[str]:
+        """The engines' counters: the hot engine's, each cold lane's, and those of lanes gone."""
+        total = Counter(self._retired_counters)
+        hot = getattr(self.engine, "counters", None)
+        if callable(hot):
+            total.update(hot())
+        for lane in self.cold.values():
+            total.update(lane.counters())
+        return total
+
     def status(self) -> dict[str, Any]:
-        lanes = [{"id": l.id, "kind": l.kind, "model": l.model, "state": l.state, "served": l.served,
-                  **({"pid": l.pid, "threads": l.threads} if l.kind == "cold" else {})}
-                 for l in self._lanes()]
         return {
             "queue": self.queue_depth,
             "running": len(self.running),
             "workers": {"hot": 1, "cold": len(self.cold)},
             "hot_slots": len(self.hot),
-            "loading": sum(1 for l in self.cold.values() if l.state == "loading"),
-            "lanes": lanes,
-            "spawns": self.spawns,
-            "crashes": self.crashes,
+            "loading": sum(1 for lane in self.cold.values() if lane.state is LaneState.LOADING),
+            "lanes": [lane.status() for lane in self._lanes()],
+            "spawns": self.counters["spawns"],
+            "crashes": self.counters["crashes"],
             "spawn_to_ready_s": round(self._load_estimate(), 3) if self.spawn_times else None,
+            "counters": {**self.engine_counters(), **self.counters},
         }
 
     def loaded_models(self) -> set[str]:
-        return {l.model for l in self._lanes() if l.state in ("idle", "busy")}
+        return {lane.model for lane in self._lanes() if lane.state in (LaneState.IDLE, LaneState.BUSY)}
+
+    def _has_work(self) -> bool:
+        return bool(self.pending or self.running or self.decoder.in_progress)
 
     async def drain(self, grace: float) -> None:
-        """Finish queued and running work within `grace`, then stop every worker."""
-        deadline = time.monotonic() + grace
-        while (self.pending or self.running or self.decoding) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        """Finish queued and running work within `grace`, then stop every lane."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._has_work() and (remaining := deadline - loop.time()) > 0:
+            self._work_changed.clear()
+            try:
+                await asyncio.wait_for(self._work_changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
         self._closing = True
         for entry in self.pending:
             if not entry.future.done():
@@ -363,10 +385,10 @@ class Pool:
         self.pending.clear()
         if self._tick is not None:
             self._tick.cancel()
-        workers = list(self.cold.values())
-        for w in workers:
-            w.stop()
-        await asyncio.gather(*(w.wait_exit(5) for w in workers), return_exceptions=True)
+        cold = list(self.cold.values())
+        for lane in cold:
+            lane.close()
+        await asyncio.gather(*(lane.wait_closed(5) for lane in cold), return_exceptions=True)
         for lane in self.hot:
             lane.close()
-        self._decode.shutdown(wait=False, cancel_futures=True)
+        self.decoder.close()

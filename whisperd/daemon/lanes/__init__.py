@@ -1,1 +1,2 @@
-"""Where a job runs: the hot worker's slots (`hot`) and cold worker processes (`cold`)."""
+"""Where a job runs: one contract (`base.Lane`), kept by the hot worker's slots (`hot`)
+and by cold worker processes (`cold`)."""

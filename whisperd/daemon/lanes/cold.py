@@ -7,7 +7,9 @@ Wire between the daemon and a worker (a `multiprocessing` pipe, whole messages):
                       JSON {"op": "cancel", "id"}; JSON {"op": "stop"}
     worker → daemon   JSON {"type": "ready", "pid", "load_s"} once; then per job
                       {"type": "segment", "id", "segment"}... and one
-                      {"type": "result", "id", "result"} or {"type": "error", "id", "error"}
+                      {"type": "result", "id", "result", "counters"} or
+                      {"type": "error", "id", "error", "counters"} ("counters": the
+                      engine's `counters()` snapshot, monotonic since it loaded)
 
 Workers are forked from a pre-imported fork server (`multiprocessing`'s
 "forkserver" with torch / ctranslate2 / faster-whisper already imported), so
@@ -27,14 +29,19 @@ import signal
 import threading
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from whisperd.core.errors import WhisperdError, WorkerFailed
+from whisperd.core.errors import WhisperdError, WorkerFailed, WorkerTimeout
 from whisperd.core.transcript import Segment, Transcript, segment_dict
 from whisperd.daemon.jobs import Job, JobCancelled
+from whisperd.daemon.lanes.base import Lane, LaneFactory, LaneState
 from whisperd.engines.base import ModelInfo, Options
+
+if TYPE_CHECKING:
+    from whisperd.daemon.config import DaemonConfig
+    from whisperd.engines.base import Engine
 
 log = logging.getLogger("whisperd.worker")
 
@@ -104,13 +111,20 @@ def worker_main(conn: Any, model: ModelInfo, engine_name: str, device: str, comp
 
         try:
             result = engine.transcribe(pcm, Options(**msg["options"]), on_segment)
-            _send(conn, {"type": "result", "id": job_id, "result": result.to_dict()})
+            reply = {"type": "result", "id": job_id, "result": result.to_dict()}
         except WhisperdError as err:
-            _send(conn, {"type": "error", "id": job_id, "error": err.to_wire()})
+            reply = {"type": "error", "id": job_id, "error": err.to_wire()}
         except Exception as exc:
-            _send(conn, {"type": "error", "id": job_id,
-                         "error": {"code": "engine_error", "message": f"transcription failed: {exc}"}})
+            reply = {"type": "error", "id": job_id,
+                     "error": {"code": "engine_error", "message": f"transcription failed: {exc}"}}
+        _send(conn, {**reply, "counters": engine_counters(engine)})
         cancelled.discard(job_id)
+
+
+def engine_counters(engine: Any) -> dict[str, int]:
+    """The engine's counters, or none from an engine that keeps none."""
+    counters = getattr(engine, "counters", None)
+    return dict(counters()) if callable(counters) else {}
 
 
 _context: Any = None
@@ -137,22 +151,21 @@ def warm_fork_server(preload_torch: bool) -> None:
         log.warning("cannot start the cold-worker fork server (%s); the hot worker serves alone", exc)
 
 
-class ColdWorker:
+def job_timeout(worker_timeout: float, audio_seconds: float) -> float:
+    """`worker_timeout` seconds per minute of audio, at least one minute's worth."""
+    return worker_timeout * max(1.0, audio_seconds / 60.0)
+
+
+class ColdLane(Lane):
     kind = "cold"
 
     def __init__(self, wid: str, model: ModelInfo, *, engine: str, device: str, compute_type: str,
-                 threads: int, cache_dir: str, context: Any) -> None:
-        self.id = self.name = wid  # name: what clients see (the hot worker's slots share one)
-        self.model = model.name
+                 threads: int, cache_dir: str, context: Any, worker_timeout: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(wid, wid, model.name, state=LaneState.LOADING, clock=clock)
         self.threads = threads
-        self.state = "loading"
-        self.spawned_at = time.monotonic()
+        self.worker_timeout = worker_timeout
         self.ready_at: float | None = None
-        self.idle_since = self.spawned_at
-        self.busy_until = 0.0
-        self.served = 0
-        self.fatal: WhisperdError | None = None
-        self.stopping = False  # asked to exit (idle, shutdown): its exit is no crash
         self.ready = asyncio.Event()
         self.dead = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -160,6 +173,7 @@ class ColdWorker:
         self._attempt_id: str | None = None
         self._attempts = 0
         self._result: asyncio.Future | None = None
+        self._engine_counters: dict[str, int] = {}  # the child's latest snapshot
         parent_conn, child_conn = context.Pipe()
         self._conn = parent_conn
         self._child_conn = child_conn
@@ -179,15 +193,30 @@ class ColdWorker:
             return
         finally:
             self._child_conn.close()
+        self.pid = self.process.pid
         threading.Thread(target=self._read_loop, name=f"{self.id}-reader", daemon=True).start()
+        await self.ready.wait()
+
+    async def exited(self) -> None:
+        await self.dead.wait()
 
     @property
-    def pid(self) -> int | None:
-        return self.process.pid
+    def stopping(self) -> bool:
+        return self.closing
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.process.exitcode
 
     @property
     def spawn_to_ready_s(self) -> float | None:
         return None if self.ready_at is None else self.ready_at - self.spawned_at
+
+    def counters(self) -> dict[str, int]:
+        return dict(self._engine_counters)
+
+    def status(self) -> dict[str, Any]:
+        return {**super().status(), "pid": self.pid, "threads": self.threads}
 
     # --- the reader thread hands every message to the event loop -----------------------
 
@@ -203,13 +232,16 @@ class ColdWorker:
     def _on_message(self, msg: dict[str, Any]) -> None:
         kind = msg.get("type")
         if kind == "ready":
-            self.ready_at = time.monotonic()
-            self.state, self.idle_since = "idle", self.ready_at
+            self.ready_at = self._clock()
+            if self.state is LaneState.LOADING:
+                self._set_state(LaneState.IDLE)
             self.ready.set()
             return
         if kind == "fatal":
             self.fatal = WhisperdError.from_wire(msg["error"])
             return
+        if isinstance(msg.get("counters"), dict):
+            self._engine_counters = msg["counters"]  # whichever job it came with: still the engine's
         job = self._job
         if job is None or msg.get("id") != self._attempt_id or self._result is None:
             log.warning("%s: dropped a reply for %s, which it is not serving", self.id, msg.get("id"))
@@ -225,7 +257,7 @@ class ColdWorker:
             self._result.set_exception(JobCancelled(err.message) if err.code == "cancelled" else err)
 
     def _on_exit(self) -> None:
-        self.state = "dead"
+        self._set_state(LaneState.DEAD)
         self.ready.set()
         self.dead.set()
         if self._result is not None and not self._result.done():
@@ -233,10 +265,11 @@ class ColdWorker:
 
     # --- the daemon's side -------------------------------------------------------------
 
-    async def run(self, job: Job, pcm: np.ndarray, timeout: float) -> Transcript:
-        if self.state == "dead":
+    async def run(self, job: Job, pcm: np.ndarray) -> Transcript:
+        if self.state is LaneState.DEAD:
             raise WorkerFailed(f"worker {self.id} is gone")
-        self.state = "busy"
+        self._begin_job()
+        timeout = job_timeout(self.worker_timeout, job.audio_seconds)
         self._job = job
         # A fresh id per attempt: a retried job never matches an earlier attempt's late reply.
         self._attempts += 1
@@ -250,15 +283,12 @@ class ColdWorker:
         except asyncio.TimeoutError:  # before OSError: TimeoutError is an OSError
             # Kill it: its answer, if it ever came, must not be taken for anything.
             self.kill()
-            raise WorkerFailed(f"worker {self.id} took longer than {timeout:.0f} s and was stopped") from None
+            raise WorkerTimeout(f"worker {self.id} took longer than {timeout:.0f} s and was stopped") from None
         except OSError as exc:
             raise WorkerFailed(f"worker {self.id} is gone: {exc}") from None
         finally:
             self._job, self._result, self._attempt_id = None, None, None
-            if self.state == "busy":
-                self.state = "idle"
-                self.idle_since = time.monotonic()
-            self.served += 1
+            self._finished_job()
 
     def _send_job(self, header: bytes, pcm: np.ndarray) -> None:
         with self._send_lock:
@@ -267,29 +297,29 @@ class ColdWorker:
 
     def cancel(self, job: Job) -> None:
         job.cancelled = True
-        if self._job is job and self.state == "busy":
+        if self._job is job and self.state is LaneState.BUSY:
             try:
                 with self._send_lock:
                     _send(self._conn, {"op": "cancel", "id": self._attempt_id})
             except OSError:
                 pass
 
-    def stop(self) -> None:
-        """Ask it to exit; kill it if it has not after a moment (see `reap`)."""
-        self.stopping = True
-        if self.state != "dead":
-            self.state = "stopping"
+    def close(self) -> None:
+        """Ask it to exit; `wait_closed` kills it if it has not after a moment."""
+        self._begin_close()
         try:
             with self._send_lock:
                 _send(self._conn, {"op": "stop"})
         except OSError:
             pass
 
+    stop = close
+
     def kill(self) -> None:
         if self.process.pid is not None and self.process.is_alive():
             self.process.kill()
 
-    async def wait_exit(self, timeout: float) -> None:
+    async def wait_closed(self, timeout: float) -> None:
         try:
             await asyncio.wait_for(self.dead.wait(), timeout)
         except asyncio.TimeoutError:
@@ -298,3 +328,21 @@ class ColdWorker:
         if self.process.pid is not None:
             await asyncio.to_thread(self.process.join, 5)
         self._conn.close()
+
+    wait_exit = wait_closed
+
+
+ColdWorker = ColdLane  # the name bench/ and older tests know
+
+
+def cold_lane_factory(config: "DaemonConfig", engine: "Engine") -> LaneFactory:
+    """Cold lanes that run the hot worker's engine, on its device, under `config`'s limits."""
+
+    def make(wid: str, model: ModelInfo, threads: int) -> Lane:
+        return ColdLane(
+            wid, model, engine=engine.name, device=engine.device, compute_type=config.compute_type,
+            threads=threads, cache_dir=str(config.cache_path), worker_timeout=config.worker_timeout,
+            context=fork_context(engine.name == "openai-whisper"),
+        )
+
+    return make

@@ -11,31 +11,29 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import numpy as np
 
 from whisperd.core.transcript import Transcript
 from whisperd.daemon.jobs import Job, JobCancelled
+from whisperd.daemon.lanes.base import Lane, LaneState
 from whisperd.engines.base import Engine
 
 
-class HotLane:
+class HotLane(Lane):
     kind = "hot"
-    name = "hot"  # what clients see: the slots are one worker
 
-    def __init__(self, engine: Engine, model: str, slot: int = 1) -> None:
+    def __init__(self, engine: Engine, model: str, slot: int = 1, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        # name "hot" for every slot: clients see one worker.
+        super().__init__("hot" if slot == 1 else f"hot-{slot}", "hot", model, state=LaneState.IDLE, clock=clock)
         self.engine = engine
-        self.model = model
-        self.id = "hot" if slot == 1 else f"hot-{slot}"
-        self.state = "idle"
-        self.busy_until = 0.0
-        self.idle_since = time.monotonic()
-        self.served = 0
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=self.id)
 
     async def run(self, job: Job, pcm: np.ndarray) -> Transcript:
         loop = asyncio.get_running_loop()
-        self.state = "busy"
+        self._begin_job()
         try:
             if job.cancelled:
                 raise JobCancelled("the client went away before its request started")
@@ -44,14 +42,13 @@ class HotLane:
             future = loop.run_in_executor(self._thread, self.engine.transcribe, pcm, job.options, callback)
             return await asyncio.shield(future)
         finally:
-            self.state = "idle"
-            self.idle_since = time.monotonic()
-            self.served += 1
+            self._finished_job()
 
     def cancel(self, job: Job) -> None:
         job.cancelled = True
 
     def close(self) -> None:
+        self._begin_close()
         self._thread.shutdown(wait=False, cancel_futures=True)
 
 
