@@ -268,7 +268,8 @@ class Pool:
             self.counters["timeouts"] += 1
         if lane.state is LaneState.DEAD or timed_out:
             log.warning("request %s: %s", job.id, err.message)
-        if not timed_out and job.retries < 1 and not job.cancelled and not entry.future.done():
+        # No retry once closing: the workers are being stopped, and a retry would land on whatever is left.
+        if not timed_out and not self._closing and job.retries < 1 and not job.cancelled and not entry.future.done():
             job.retries += 1
             self.counters["retries"] += 1
             log.info("request %s: retrying on another worker", job.id)
