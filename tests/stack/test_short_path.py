@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, word_recall, words
+from whisperd.core.constants import COMPRESSION_RATIO_THRESHOLD, HOP_LENGTH, LOGPROB_THRESHOLD, N_FRAMES, SAMPLE_RATE
 from whisperd.engines import short_path
 from whisperd.engines.base import Options
 
@@ -17,23 +18,23 @@ from whisperd.engines.base import Options
 
 @pytest.mark.parametrize("seconds", [0.3, 1.0, 2.5, 4.0, 6.0, 7.4, 9.0, 12.0, 13.0])
 def test_context_is_even_floored_and_leaves_room(seconds):
-    n = int(seconds * short_path.SAMPLE_RATE)
+    n = int(seconds * SAMPLE_RATE)
     frames = short_path.context_frames(n)
     assert frames is not None
     assert frames % 2 == 0
     assert frames >= short_path.MIN_FRAMES
-    speech = n / short_path.HOP_LENGTH
+    speech = n / HOP_LENGTH
     assert frames - speech >= short_path.TAIL_FRAMES - 1  # room after the speech
-    assert frames < short_path.N_FRAMES
+    assert frames < N_FRAMES
 
 
 @pytest.mark.parametrize("seconds", [19.9, 20.0, 25.0, 600.0])
 def test_long_audio_takes_the_30s_path(seconds):
-    assert short_path.context_frames(int(seconds * short_path.SAMPLE_RATE)) is None
+    assert short_path.context_frames(int(seconds * SAMPLE_RATE)) is None
 
 
 def test_context_grows_with_the_audio():
-    sizes = [short_path.context_frames(s * short_path.SAMPLE_RATE) for s in (1, 5, 8, 10, 12)]
+    sizes = [short_path.context_frames(s * SAMPLE_RATE) for s in (1, 5, 8, 10, 12)]
     assert sizes == sorted(sizes)
     assert sizes[0] == short_path.MIN_FRAMES < sizes[-1]
 
@@ -62,8 +63,8 @@ def test_repeated_ngram(tokens, gram):
 
 
 def test_compression_ratio_flags_loops():
-    assert short_path.compression_ratio("turn on the kitchen lights") < short_path.COMPRESSION_RATIO_THRESHOLD
-    assert short_path.compression_ratio("please, " * 20) > short_path.COMPRESSION_RATIO_THRESHOLD
+    assert short_path.compression_ratio("turn on the kitchen lights") < COMPRESSION_RATIO_THRESHOLD
+    assert short_path.compression_ratio("please, " * 20) > COMPRESSION_RATIO_THRESHOLD
     assert short_path.compression_ratio("") == 0.0
 
 
@@ -186,7 +187,7 @@ def test_a_command_gives_the_same_words_on_both_paths(engine, fox, distrust):
     seg = short.segments[0]
     assert seg.start == 0.0 and seg.end == pytest.approx(short.duration)
     assert short.duration == pytest.approx(len(fox) / 16000)
-    assert seg.tokens and seg.avg_logprob > short_path.LOGPROB_THRESHOLD
+    assert seg.tokens and seg.avg_logprob > LOGPROB_THRESHOLD
     assert 0.0 <= seg.no_speech_prob <= 1.0 and seg.compression_ratio > 0
 
 

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from whisperd.core.constants import SAMPLE_RATE
+from whisperd.core.constants import COMPRESSION_RATIO_THRESHOLD, HOP_LENGTH, LOGPROB_THRESHOLD, SAMPLE_RATE
 from whisperd.core.errors import EngineError, UnsupportedForModel
 from whisperd.core.transcript import Segment, Transcript, Word, join_segment_text
 from whisperd.engines import short_path
@@ -112,6 +112,8 @@ class FasterWhisperEngine:
             task=options.task,
             beam_size=options.beam_size,
             temperature=list(temperatures),
+            compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
+            log_prob_threshold=LOGPROB_THRESHOLD,
             initial_prompt=options.prompt,
             word_timestamps=options.word_timestamps,
             no_speech_threshold=options.no_speech_threshold,
@@ -160,7 +162,7 @@ class FasterWhisperEngine:
 
         wm = self._model
         duration = len(audio) / SAMPLE_RATE
-        padded = np.zeros(frames * short_path.HOP_LENGTH, dtype=np.float32)
+        padded = np.zeros(frames * HOP_LENGTH, dtype=np.float32)
         padded[: len(audio)] = audio
         features = wm.feature_extractor(padded, padding=0)[:, :frames]
         features = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None]))

@@ -24,9 +24,14 @@ import math
 import zlib
 from typing import Sequence
 
-SAMPLE_RATE = 16_000
-HOP_LENGTH = 160  # samples per mel frame (10 ms)
-N_FRAMES = 3000  # whisper's 30 s window in mel frames
+from whisperd.core.constants import (
+    COMPRESSION_RATIO_THRESHOLD,
+    HOP_LENGTH,
+    LOGPROB_THRESHOLD,
+    N_FRAMES,
+    SAMPLE_RATE,
+)
+
 # Audio longer than this always takes the 30 s path (several segments are
 # likely, and the context would be most of a window anyway).
 MAX_SECONDS = 20.0
@@ -39,9 +44,6 @@ ROUND_FRAMES = 50
 # Token cap: a fast speaker says ~3 words (~4-5 tokens) a second; 8 is generous.
 CAP_BASE_TOKENS = 10
 CAP_TOKENS_PER_SECOND = 8.0
-# whisper's own thresholds for "this decode looks wrong" (and faster-whisper's).
-COMPRESSION_RATIO_THRESHOLD = 2.4
-LOGPROB_THRESHOLD = -1.0
 # An n-gram said this many times in a row is a decoder loop, not a command.
 REPEATS = 3
 MAX_NGRAM = 8

@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from whisperd.core.constants import SAMPLE_RATE
+from whisperd.core.constants import (
+    COMPRESSION_RATIO_THRESHOLD,
+    HOP_LENGTH,
+    LOGPROB_THRESHOLD,
+    N_FRAMES,
+    SAMPLE_RATE,
+)
 from whisperd.core.errors import EngineError, InvalidParameter, UnsupportedForModel
 from whisperd.core.transcript import Segment, Transcript, Word, join_segment_text
 from whisperd.engines import short_path
@@ -52,10 +58,6 @@ from whisperd.engines.silence import is_digital_silence, is_silence_segment
 
 log = logging.getLogger(__name__)
 
-# openai-whisper's own defaults (and faster-whisper's): a window is decoded again,
-# hotter, when its text is this repetitive or this improbable.
-COMPRESSION_RATIO_THRESHOLD = 2.4
-LOGPROB_THRESHOLD = -1.0
 # Sampling candidates per window when the temperature is above 0 (whisper's CLI default).
 BEST_OF = 5
 
@@ -185,7 +187,7 @@ class _Run:
         self, model: "Whisper", audio: np.ndarray, options: Options, task: str, *, fp16: bool
     ) -> None:
         import torch
-        from whisper.audio import N_FRAMES, N_SAMPLES, log_mel_spectrogram, pad_or_trim
+        from whisper.audio import N_SAMPLES, log_mel_spectrogram, pad_or_trim
         from whisper.tokenizer import get_tokenizer
 
         self.model, self.options = model, options
@@ -211,7 +213,7 @@ class _Run:
         )
 
     def segments(self) -> Iterator[Segment]:
-        from whisper.audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, pad_or_trim
+        from whisper.audio import FRAMES_PER_SECOND, pad_or_trim
         from whisper.timing import add_word_timestamps
         from whisper.utils import get_end
 
@@ -316,7 +318,6 @@ def _split(
 ) -> tuple[list[dict[str, Any]], int, bool]:
     """One window's tokens → segment dicts, how far to seek, and whether it ended on silence."""
     import torch
-    from whisper.audio import HOP_LENGTH
 
     tokens = torch.tensor(result.tokens)
     is_ts = tokens.ge(tokenizer.timestamp_begin)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from whisperd.core.constants import SAMPLE_RATE
+from whisperd.core.constants import HOP_LENGTH, SAMPLE_RATE
 from whisperd.core.transcript import Segment, Transcript, join_segment_text
 from whisperd.engines import short_path
 from whisperd.engines.base import Options
@@ -80,7 +80,7 @@ def transcribe_short(
     duration = len(audio) / SAMPLE_RATE
     dtype = torch.float16 if fp16 else torch.float32
     mel = log_mel_spectrogram(torch.from_numpy(audio), model.dims.n_mels,
-                              padding=frames * short_path.HOP_LENGTH - len(audio), device=model.device)
+                              padding=frames * HOP_LENGTH - len(audio), device=model.device)
     mel = mel[:, :frames].unsqueeze(0).to(dtype)
     with torch.no_grad():
         features = _encode_short(model, mel)
