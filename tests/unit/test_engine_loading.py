@@ -30,8 +30,11 @@ def test_the_null_engine_is_accepted_but_not_offered():
     assert "openai-whisper" in shown and "null" not in shown
 
 
-def test_the_null_engine_answers_empty_at_once():
+def test_the_null_engine_answers_empty_at_once_and_counts():
     engine = load_engine("null", NO_MODEL)
+    assert engine.counters() == {"null_answers": 0}
     result = engine.transcribe(np.full(48000, 0.1, np.float32), Options(language="de"))
     assert (result.text, result.language, result.segments) == ("", "de", ())
     assert result.duration == pytest.approx(3.0)
+    engine.transcribe(np.zeros(0, np.float32), Options())
+    assert engine.counters() == {"null_answers": 2}

@@ -71,3 +71,8 @@ class Engine(Protocol):
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 audio. Blocking; call it off the event loop."""
         ...
+
+    def counters(self) -> dict[str, int]:
+        """Flat counts since the engine was built, each only ever growing
+        (`common.COUNTER_NAMES` for the two Whisper engines)."""
+        ...
