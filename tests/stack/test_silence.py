@@ -1,31 +1,10 @@
-"""The silence policy (pure) and what the real model makes of silence and noise."""
+"""What the real model makes of silence and noise, on both engines (the pure rules:
+tests/unit/test_silence_rules.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from whisperd.engines.silence import is_digital_silence, is_silence_segment
-
-
-def test_digital_silence():
-    assert is_digital_silence(np.zeros(16000, np.float32))
-    assert is_digital_silence(np.zeros(0, np.float32))
-    assert not is_digital_silence(np.full(16000, 0.01, np.float32))
-
-
-@pytest.mark.parametrize(
-    "text, nsp, logprob, dropped",
-    [
-        (" You", 0.944, -0.943, True),  # tiny.en on 5 s of zeros
-        (" .", 0.946, -0.759, True),  # white noise
-        (" ...", 0.1, -0.2, True),  # no word at all
-        (" The quick brown fox.", 0.154, -0.549, False),
-        (" Tomorrow we will visit our grandmother.", 0.786, -0.424, False),  # real speech, short window
-    ],
-)
-def test_silence_segments(text, nsp, logprob, dropped):
-    assert is_silence_segment(text, nsp, logprob, threshold=0.6) is dropped
 
 
 @pytest.fixture(scope="module", params=["faster-whisper", "openai-whisper"])
@@ -37,8 +16,9 @@ def engine(request):
     return load_engine(request.param, resolve_model("tiny.en", CACHE), cache_dir=str(CACHE))
 
 
-@pytest.mark.parametrize("kind", ["zeros", "hum", "noise"])
-def test_five_seconds_without_speech_is_empty(engine, kind):
+@pytest.mark.parametrize("kind, path", [("zeros", "digital_silence"), ("hum", "full_path_decodes"),
+                                        ("noise", "full_path_decodes")])
+def test_five_seconds_without_speech_is_empty(engine, kind, path):
     from whisperd.engines.base import Options
 
     rng = np.random.default_rng(0)
@@ -48,6 +28,10 @@ def test_five_seconds_without_speech_is_empty(engine, kind):
         "hum": 0.05 * np.sin(2 * np.pi * 50 * t),
         "noise": 0.1 * rng.standard_normal(t.size),
     }[kind].astype(np.float32)
+    before = engine.counters()
     result = engine.transcribe(audio, Options())
+    after = engine.counters()
     assert result.text == ""
     assert result.duration == pytest.approx(5.0)
+    # zeros never reach the model; hum and noise do, and the silence policy empties them
+    assert {k: after[k] - before[k] for k in after if after[k] != before[k]} == {path: 1}

@@ -12,3 +12,5 @@ FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 # whisper's own thresholds for "this decode looks wrong" (and faster-whisper's).
 COMPRESSION_RATIO_THRESHOLD = 2.4
 LOGPROB_THRESHOLD = -1.0
+# whisper's default: a window above this no-speech probability may be silence.
+NO_SPEECH_THRESHOLD = 0.6

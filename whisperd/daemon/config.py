@@ -35,8 +35,8 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
     Setting("model", "tiny.en", str, "model name, CTranslate2 directory or .pt checkpoint"),
     Setting("extra_models", "*", str,
             "other installed models requests may name, served by cold workers (comma-separated; '*' = all)"),
-    Setting("engine", "auto", choice("auto", "faster-whisper", "openai-whisper", "null"),
-            "inference engine; auto picks by the model's kind"),
+    Setting("engine", "auto", choice("auto", "faster-whisper", "openai-whisper", "null"),  # null: bench only
+            "inference engine: auto (picks by the model's kind), faster-whisper or openai-whisper"),
     Setting("device", "auto", choice("auto", "cpu", "cuda"), "where to run the model"),
     Setting("compute_type", "auto", str, "precision: auto, float32, float16, int8, int8_float16..."),
     Setting("cpu_threads", 0, bounded(int, 0, 1024),

@@ -6,12 +6,10 @@ whisper, ctranslate2) happen inside the engine modules, only when one is built.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from whisperd.engines.base import Engine, ModelInfo
-
-ENGINE_NAMES = ("auto", "faster-whisper", "openai-whisper")  # and "null", for benchmarks only
 
 
 def resolve_engine_name(engine: str, model: "ModelInfo") -> str:
@@ -19,6 +17,33 @@ def resolve_engine_name(engine: str, model: "ModelInfo") -> str:
     if engine != "auto":
         return engine
     return "faster-whisper" if model.kind == "ctranslate2" else "openai-whisper"
+
+
+def _faster_whisper(model: "ModelInfo", **kw: Any) -> "Engine":
+    from whisperd.engines.faster_whisper import FasterWhisperEngine
+
+    kw.pop("cache_dir")  # reads CTranslate2 directories as they are
+    return FasterWhisperEngine(model, **kw)
+
+
+def _openai_whisper(model: "ModelInfo", **kw: Any) -> "Engine":
+    from whisperd.engines.openai.engine import OpenAIWhisperEngine
+
+    kw.pop("workers")  # one decode at a time
+    return OpenAIWhisperEngine(model, **kw)
+
+
+def _null(model: "ModelInfo", **kw: Any) -> "Engine":
+    from whisperd.engines.null import NullEngine
+
+    return NullEngine(model)  # bench/test engine: no model, answers instantly
+
+
+_LOADERS: dict[str, Callable[..., "Engine"]] = {
+    "faster-whisper": _faster_whisper,
+    "openai-whisper": _openai_whisper,
+    "null": _null,
+}
 
 
 def load_engine(
@@ -33,25 +58,8 @@ def load_engine(
 ) -> "Engine":
     """`workers`: requests the engine may decode at once (faster-whisper only;
     `cpu_threads` is then per worker)."""
-    name = resolve_engine_name(engine, model)
-    if name == "faster-whisper":
-        from whisperd.engines.faster_whisper import FasterWhisperEngine
-
-        return FasterWhisperEngine(
-            model, device=device, compute_type=compute_type, cpu_threads=cpu_threads, workers=workers
-        )
-    if name == "openai-whisper":
-        from whisperd.engines.openai.engine import OpenAIWhisperEngine
-
-        return OpenAIWhisperEngine(
-            model,
-            device=device,
-            compute_type=compute_type,
-            cpu_threads=cpu_threads,
-            cache_dir=cache_dir,
-        )
-    if name == "null":  # bench/test engine: no model, answers instantly
-        from whisperd.engines.null import NullEngine
-
-        return NullEngine(model)
-    raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINE_NAMES)}")
+    loader = _LOADERS.get(resolve_engine_name(engine, model))
+    if loader is None:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(['auto', *_LOADERS])}")
+    return loader(model, device=device, compute_type=compute_type, cpu_threads=cpu_threads, workers=workers,
+                  cache_dir=cache_dir)

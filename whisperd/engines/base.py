@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from whisperd.core.constants import FALLBACK_TEMPERATURES
+from whisperd.core.constants import FALLBACK_TEMPERATURES, NO_SPEECH_THRESHOLD
 from whisperd.core.transcript import Segment, Transcript
 
 if TYPE_CHECKING:  # numpy only where audio is
@@ -42,7 +42,7 @@ class Options:
     word_timestamps: bool = False
     beam_size: int = 5
     # Drop segments whisper itself marks as probably silence (no invented words).
-    no_speech_threshold: float = 0.6
+    no_speech_threshold: float = NO_SPEECH_THRESHOLD
     vad_filter: bool = False
     # Decode audio under ~20 s on a shorter encoder context (engines/short_path.py).
     short_path: bool = False
@@ -70,4 +70,9 @@ class Engine(Protocol):
         on_segment: SegmentCallback | None = None,
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 audio. Blocking; call it off the event loop."""
+        ...
+
+    def counters(self) -> dict[str, int]:
+        """Flat counts since the engine was built, each only ever growing
+        (`common.COUNTER_NAMES` for the two Whisper engines)."""
         ...

@@ -3,8 +3,10 @@
 Audio under ~20 s may take the short path (`Options.short_path`, see
 `short_path.py`): features padded only to a context sized from the audio,
 CTranslate2's `encode` and `generate` called directly (no timestamps, a token
-cap), one segment covering the audio. When the guard distrusts the result,
-the request is decoded again by faster-whisper's ordinary 30 s `transcribe()`.
+cap). Around the two decoders, `common.py` does what both engines share: the
+silence early return, the guard (when it distrusts the short decode, the
+request goes to faster-whisper's ordinary 30 s `transcribe()`), the silence
+filter and the counters.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import os
 
 import numpy as np
 
-from whisperd.core.constants import SAMPLE_RATE
-from whisperd.core.errors import EngineError, UnsupportedForModel
-from whisperd.core.transcript import Segment, Transcript, Word, join_segment_text
-from whisperd.engines import short_path
+from whisperd.core.constants import COMPRESSION_RATIO_THRESHOLD, HOP_LENGTH, LOGPROB_THRESHOLD
+from whisperd.core.errors import EngineError
+from whisperd.core.transcript import Segment, Transcript, Word
+from whisperd.engines import common, short_path
 from whisperd.engines.base import ModelInfo, Options, SegmentCallback
-from whisperd.engines.silence import is_digital_silence, is_silence_segment
 
 log = logging.getLogger(__name__)
+
 
 def pick_device(device: str) -> str:
     if device != "auto":
@@ -73,6 +75,10 @@ class FasterWhisperEngine:
             )
         except ValueError as exc:  # e.g. a compute type this device cannot do
             raise EngineError(f"cannot load {model.name} with faster-whisper: {exc}") from None
+        self._counters = common.EngineCounters()
+
+    def counters(self) -> dict[str, int]:
+        return self._counters.snapshot()
 
     def transcribe(
         self,
@@ -80,109 +86,59 @@ class FasterWhisperEngine:
         options: Options,
         on_segment: SegmentCallback | None = None,
     ) -> Transcript:
-        language = options.language
-        if self.model_info.english_only:
-            if options.task == "translate" or (language not in (None, "en")):
-                raise UnsupportedForModel(
-                    f"model {self.model_info.name} is English-only: it cannot "
-                    + ("translate" if options.task == "translate" else f"transcribe language {language!r}"),
-                    param="language" if options.task != "translate" else "model",
-                )
-            language = "en"
-        if is_digital_silence(audio):
-            return Transcript("", language or "en", len(audio) / SAMPLE_RATE, (), options.task)
-        frames = short_path.usable(enabled=options.short_path, word_timestamps=options.word_timestamps,
-                                   temperature=options.temperature, n_samples=len(audio))
-        if frames is not None and not options.vad_filter:
-            short = self._transcribe_short(audio, options, language, frames)
-            if short is not None:
-                if on_segment is not None:
-                    for seg in short.segments:
-                        on_segment(seg)
-                return short
-        return self._transcribe_full(audio, options, language, on_segment)
+        # faster-whisper's VAD runs inside its own 30 s loop only.
+        return common.transcribe(audio, options, on_segment, counters=self._counters,
+                                 decode_short=None if options.vad_filter else self._decode_short,
+                                 decode_full=self._decode_full)
 
-    def _transcribe_full(
-        self, audio: np.ndarray, options: Options, language: str | None, on_segment: SegmentCallback | None
-    ) -> Transcript:
-        temperatures = options.temperatures()
-        segments_iter, info = self._model.transcribe(
+    def _language(self, options: Options) -> str | None:
+        # An English-only model hears English (the daemon refuses other languages for it).
+        return "en" if self.model_info.english_only else options.language
+
+    def _decode_full(self, audio: np.ndarray, options: Options) -> common.FullDecode:
+        language = self._language(options)
+        segments, info = self._model.transcribe(
             audio,
             language=language,
             task=options.task,
             beam_size=options.beam_size,
-            temperature=list(temperatures),
+            temperature=list(options.temperatures()),
+            compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
+            log_prob_threshold=LOGPROB_THRESHOLD,
             initial_prompt=options.prompt,
             word_timestamps=options.word_timestamps,
             no_speech_threshold=options.no_speech_threshold,
             vad_filter=options.vad_filter,
         )
-        segments: list[Segment] = []
-        duration = len(audio) / SAMPLE_RATE
-        # The segments are a lazy generator: decoding happens here, one segment at a time.
-        for s in segments_iter:
-            if is_silence_segment(s.text, s.no_speech_prob, s.avg_logprob, options.no_speech_threshold):
-                continue
-            seg = Segment(
-                id=len(segments),
-                seek=int(s.seek),
-                start=min(float(s.start), duration),
-                end=min(float(s.end), duration),  # the last window's end can pass the audio's
-                text=s.text,
-                tokens=tuple(int(t) for t in s.tokens),
-                temperature=float(s.temperature or 0.0),
-                avg_logprob=float(s.avg_logprob),
-                compression_ratio=float(s.compression_ratio),
-                no_speech_prob=float(s.no_speech_prob),
-                words=tuple(
-                    Word(w.word, float(w.start), float(w.end), float(w.probability))
-                    for w in (s.words or ())
-                ),
-            )
-            segments.append(seg)
-            if on_segment is not None:
-                on_segment(seg)
-        return Transcript(
-            text=join_segment_text(segments),
-            language=info.language or (language or "en"),
-            duration=len(audio) / SAMPLE_RATE,
-            segments=tuple(segments),
-            task=options.task,
-        )
+        return common.FullDecode(info.language or (language or "en"), (_segment(s) for s in segments))
 
-    def _transcribe_short(
-        self, audio: np.ndarray, options: Options, language: str | None, frames: int
-    ) -> Transcript | None:
-        """One greedy (or beam) decode on a `frames`-long context; None when the guard trips."""
+    def _decode_short(self, audio: np.ndarray, options: Options, frames: int, cap: int) -> common.ShortDecode | str:
+        """One greedy (or beam) decode on a `frames`-long context: CTranslate2 called directly."""
         import ctranslate2
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
         wm = self._model
-        duration = len(audio) / SAMPLE_RATE
-        padded = np.zeros(frames * short_path.HOP_LENGTH, dtype=np.float32)
+        padded = np.zeros(frames * HOP_LENGTH, dtype=np.float32)
         padded[: len(audio)] = audio
         features = wm.feature_extractor(padded, padding=0)[:, :frames]
         features = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None]))
         encoded = wm.model.encode(features, to_cpu=False)
-        if language is None:
-            if not wm.model.is_multilingual:
-                language = "en"
-            else:
-                ranked = wm.model.detect_language(encoded)[0]
-                token, probability = ranked[0]
-                if probability < 0.5:  # unsure on a short context: let the 30 s path decide
-                    log.debug("short path: language unsure (%s %.2f); 30 s path", token, probability)
-                    return None
-                language = token[2:-2]  # "<|en|>" → "en"
+        language = self._language(options)
+        if language is None:  # a multilingual model, asked to detect
+            token, probability = wm.model.detect_language(encoded)[0][0]
+            if probability < short_path.LANGUAGE_SURE:
+                # not "short path ...": common.py logs one such record per fallback
+                log.debug("language unsure on a short context: %s %.2f", token, probability)
+                return "language unsure"
+            language = token[2:-2]  # "<|en|>" → "en"
         tokenizer = Tokenizer(wm.hf_tokenizer, wm.model.is_multilingual, task=options.task, language=language)
         prompt: list[int] = []
         if options.prompt:
             prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + options.prompt.strip())[-(wm.max_length // 2 - 1):]]
         prompt += [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-        cap = short_path.token_cap(duration)
         if len(prompt) + cap > wm.max_length:
-            return None
+            return "prompt too long"
         result = wm.model.generate(
             encoded,
             [prompt],
@@ -196,31 +152,20 @@ class FasterWhisperEngine:
         tokens = list(result.sequences_ids[0])
         # CTranslate2 scores are length-normalised sums; whisper averages over tokens + 1.
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-        text = tokenizer.decode(tokens)
-        reason = short_path.fallback_reason(tokens, text, avg_logprob, cap,
-                                            result.no_speech_prob, options.no_speech_threshold)
-        if reason is not None:
-            log.debug("short path distrusted (%s): %r; 30 s path", reason, text)
-            return None
-        segment = Segment(
-            id=0,
-            seek=0,
-            start=0.0,
-            end=duration,
-            text=text,
-            tokens=tuple(int(t) for t in tokens),
-            temperature=0.0,
-            avg_logprob=float(avg_logprob),
-            compression_ratio=short_path.compression_ratio(text.strip()),
-            no_speech_prob=float(result.no_speech_prob),
-        )
-        segments: tuple[Segment, ...] = (segment,)
-        if is_silence_segment(text, segment.no_speech_prob, segment.avg_logprob, options.no_speech_threshold):
-            segments = ()
-        return Transcript(
-            text=join_segment_text(segments),
-            language=language,
-            duration=duration,
-            segments=segments,
-            task=options.task,
-        )
+        return common.ShortDecode(tokens, tokenizer.decode(tokens), avg_logprob, result.no_speech_prob, language)
+
+
+def _segment(s) -> Segment:  # a faster_whisper.transcribe.Segment
+    return Segment(
+        id=s.id,
+        seek=int(s.seek),
+        start=float(s.start),
+        end=float(s.end),
+        text=s.text,
+        tokens=tuple(int(t) for t in s.tokens),
+        temperature=float(s.temperature or 0.0),
+        avg_logprob=float(s.avg_logprob),
+        compression_ratio=float(s.compression_ratio),
+        no_speech_prob=float(s.no_speech_prob),
+        words=tuple(Word(w.word, float(w.start), float(w.end), float(w.probability)) for w in (s.words or ())),
+    )

@@ -15,7 +15,8 @@ n-gram, whisper's compression-ratio and log-probability thresholds. When the
 guard trips, the engine decodes again on the ordinary 30 s path, so the short
 path can cost time but never words the 30 s path would have got right.
 
-Pure functions, no model: the engines do the decoding and call these.
+Pure functions, no model: the engines decode, and `common.py` applies these
+around their decoders.
 """
 
 from __future__ import annotations
@@ -24,9 +25,14 @@ import math
 import zlib
 from typing import Sequence
 
-SAMPLE_RATE = 16_000
-HOP_LENGTH = 160  # samples per mel frame (10 ms)
-N_FRAMES = 3000  # whisper's 30 s window in mel frames
+from whisperd.core.constants import (
+    COMPRESSION_RATIO_THRESHOLD,
+    HOP_LENGTH,
+    LOGPROB_THRESHOLD,
+    N_FRAMES,
+    SAMPLE_RATE,
+)
+
 # Audio longer than this always takes the 30 s path (several segments are
 # likely, and the context would be most of a window anyway).
 MAX_SECONDS = 20.0
@@ -39,14 +45,20 @@ ROUND_FRAMES = 50
 # Token cap: a fast speaker says ~3 words (~4-5 tokens) a second; 8 is generous.
 CAP_BASE_TOKENS = 10
 CAP_TOKENS_PER_SECOND = 8.0
-# whisper's own thresholds for "this decode looks wrong" (and faster-whisper's).
-COMPRESSION_RATIO_THRESHOLD = 2.4
-LOGPROB_THRESHOLD = -1.0
 # An n-gram said this many times in a row is a decoder loop, not a command.
 REPEATS = 3
 MAX_NGRAM = 8
 # A phrase this many tokens long said twice in one command is the decoder repeating itself.
 PHRASE_TOKENS = 5
+# A language detected on a short context with less confidence than this is left
+# to the 30 s path, which hears a whole window.
+LANGUAGE_SURE = 0.5
+
+# Every answer `fallback_reason` can give, in the order it checks them.
+FALLBACK_REASONS = ("maybe no speech", "token cap", "repetition", "repeated phrase",
+                    "compression ratio", "log probability", "empty")
+# Why an engine may not even try the short decode.
+DECLINE_REASONS = ("language unsure", "prompt too long")
 
 
 def context_frames(n_samples: int, *, max_seconds: float = MAX_SECONDS) -> int | None:
@@ -150,6 +162,15 @@ def fallback_reason(tokens: Sequence[int], text: str, avg_logprob: float, cap: i
     if not text.strip():
         return "empty"  # silence or noise: let the 30 s path and the silence policy judge
     return None
+
+
+def reason_slug(reason: str) -> str:
+    """A reason as a counter name's tail.
+
+    >>> reason_slug("repeated phrase")
+    'repeated_phrase'
+    """
+    return reason.replace(" ", "_")
 
 
 def usable(*, enabled: bool, word_timestamps: bool, temperature: float, n_samples: int) -> int | None:

@@ -14,14 +14,13 @@ is decoded. Left out: `clip_timestamps`, `hallucination_silence_threshold`,
 Audio under ~20 s may take the short path (`Options.short_path`, see
 `short_path.py`): the encoder runs on a shorter mel with its positional
 embedding sliced to match, and whisper's own `DecodingTask` decodes it
-(`openai_short.py`). When the guard distrusts the result, the request takes the
-windowed 30 s loop.
+(`short.py`). What both engines share around the two decoders - the silence
+early return, the guard (when it distrusts the short decode, the request takes
+the windowed 30 s loop), the silence filter, the counters - is `common.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,17 +28,20 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from whisperd.core.constants import SAMPLE_RATE
-from whisperd.core.errors import EngineError, InvalidParameter, UnsupportedForModel
-from whisperd.core.transcript import Segment, Transcript, Word, join_segment_text
-from whisperd.engines import short_path
-from whisperd.engines.base import Options, SegmentCallback
-from whisperd.engines.openai.load import (
-    load_checkpoint,
-    resolve_compute_type,
-    resolve_device,
+from whisperd.core.constants import (
+    COMPRESSION_RATIO_THRESHOLD,
+    HOP_LENGTH,
+    LOGPROB_THRESHOLD,
+    N_FRAMES,
+    SAMPLE_RATE,
 )
-from whisperd.engines.openai.short import transcribe_short
+from whisperd.core.errors import EngineError, InvalidParameter
+from whisperd.core.transcript import Segment, Transcript, Word
+from whisperd.engines import common
+from whisperd.engines.base import ModelInfo, Options, SegmentCallback
+from whisperd.engines.common import FullDecode, ShortDecode
+from whisperd.engines.openai import short
+from whisperd.engines.openai.load import load_checkpoint, resolve_compute_type, resolve_device
 
 if TYPE_CHECKING:
     import torch
@@ -47,15 +49,7 @@ if TYPE_CHECKING:
     from whisper.model import Whisper
     from whisper.tokenizer import Tokenizer
 
-from whisperd.engines.base import ModelInfo
-from whisperd.engines.silence import is_digital_silence, is_silence_segment
 
-log = logging.getLogger(__name__)
-
-# openai-whisper's own defaults (and faster-whisper's): a window is decoded again,
-# hotter, when its text is this repetitive or this improbable.
-COMPRESSION_RATIO_THRESHOLD = 2.4
-LOGPROB_THRESHOLD = -1.0
 # Sampling candidates per window when the temperature is above 0 (whisper's CLI default).
 BEST_OF = 5
 
@@ -66,7 +60,7 @@ class OpenAIWhisperEngine:
 
     def __init__(
         self,
-        model: "ModelInfo",
+        model: ModelInfo,
         *,
         device: str = "cpu",
         compute_type: str = "auto",
@@ -84,6 +78,10 @@ class OpenAIWhisperEngine:
         # whisper's decoder installs kv-cache hooks on the shared model per call,
         # so two decodes must never overlap.
         self._lock = threading.Lock()
+        self._counters = common.EngineCounters()
+
+    def counters(self) -> dict[str, int]:
+        return self._counters.snapshot()
 
     def transcribe(
         self,
@@ -94,48 +92,21 @@ class OpenAIWhisperEngine:
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         if audio.ndim != 1:
             raise EngineError(f"audio must be mono (one dimension), got shape {audio.shape}")
-        task = _check_task(options.task, self.model_info)
-        segments: list[Segment] = []
-        if is_digital_silence(audio):
-            return Transcript("", options.language or "en", len(audio) / SAMPLE_RATE, (), task)
-        frames = short_path.usable(enabled=options.short_path, word_timestamps=options.word_timestamps,
-                                   temperature=options.temperature, n_samples=len(audio))
-        if frames is not None:
-            with self._lock, _engine_errors():
-                language = _check_language(options.language, self._whisper)
-                short = transcribe_short(self._whisper, audio, options, task, language, frames,
-                                         fp16=self.compute_type == "float16")
-            if short is not None:
-                if on_segment is not None:
-                    for seg in short.segments:
-                        on_segment(seg)
-                return short
-        with self._lock:
+        language = _model_language(options.language, self._whisper)
+        fp16 = self.compute_type == "float16"
+
+        def decode_short(audio: np.ndarray, options: Options, frames: int, cap: int) -> ShortDecode | str:
             with _engine_errors():
-                run = _Run(self._whisper, audio, options, task, fp16=self.compute_type == "float16")
-            it = run.segments()
-            while True:
-                with _engine_errors():  # not around the callback: its errors are its own
-                    segment = next(it, None)
-                if segment is None:
-                    break
-                if is_silence_segment(segment.text, segment.no_speech_prob, segment.avg_logprob,
-                                      options.no_speech_threshold):
-                    continue
-                # The last window's end can pass the audio's: clamp it.
-                duration = len(audio) / SAMPLE_RATE
-                segment = dataclasses.replace(segment, id=len(segments), start=min(segment.start, duration),
-                                              end=min(segment.end, duration))
-                segments.append(segment)
-                if on_segment is not None:
-                    on_segment(segment)
-        return Transcript(
-            text=join_segment_text(segments),
-            language=run.language,
-            duration=len(audio) / SAMPLE_RATE,
-            segments=tuple(segments),
-            task=task,
-        )
+                return short.decode_short(self._whisper, audio, options, language, frames, cap, fp16=fp16)
+
+        def decode_full(audio: np.ndarray, options: Options) -> FullDecode:
+            with _engine_errors():
+                run = _Run(self._whisper, audio, options, language, fp16=fp16)
+            return FullDecode(run.language, _engine_errors_in(run.segments()))
+
+        with self._lock:
+            return common.transcribe(audio, options, on_segment, counters=self._counters,
+                                     decode_short=decode_short, decode_full=decode_full)
 
 
 @contextmanager
@@ -146,33 +117,31 @@ def _engine_errors() -> Iterator[None]:
         raise EngineError(f"openai-whisper failed: {e}") from e
 
 
-# --- options -------------------------------------------------------------------------
+def _engine_errors_in(segments: Iterator[Segment]) -> Iterator[Segment]:
+    """The decoder's failures as EngineError, not the consumer's: the `yield` is outside."""
+    while True:
+        with _engine_errors():
+            segment = next(segments, None)
+        if segment is None:
+            return
+        yield segment
 
 
-def _check_task(task: str, model: "ModelInfo") -> str:
-    if task not in ("transcribe", "translate"):
-        raise InvalidParameter(f"task must be transcribe or translate, not {task!r}", param="task")
-    if task == "translate" and model.english_only:
-        raise UnsupportedForModel(f"model {model.name!r} is English-only and cannot translate")
-    return task
+def _model_language(language: str | None, model: "Whisper") -> str | None:
+    """The request's language as this model's tokenizer knows it; None: detect.
 
-
-def _check_language(language: str | None, model: "Whisper") -> str | None:
-    from whisper.tokenizer import LANGUAGES, TO_LANGUAGE_CODE
+    Which languages a model may be asked for is the daemon's to check; this only
+    maps onto the model (older multilingual ones know the first 99 languages only,
+    "yue" came later), and an English-only model hears English.
+    """
+    from whisper.tokenizer import LANGUAGES
 
     if language is None:
         return None if model.is_multilingual else "en"
     code = language.strip().lower()
-    code = TO_LANGUAGE_CODE.get(code, code)
-    # Older multilingual models know the first 99 languages only ("yue" came later).
     if code not in list(LANGUAGES)[: model.num_languages]:
         raise InvalidParameter(f"unknown language {language!r} for this model", param="language")
-    if code != "en" and not model.is_multilingual:
-        raise UnsupportedForModel(
-            f"this model is English-only; language {language!r} is not supported",
-            param="language",
-        )
-    return code
+    return code if model.is_multilingual else "en"
 
 
 # --- the windowed decoding loop (after whisper.transcribe.transcribe) -----------------
@@ -182,10 +151,10 @@ class _Run:
     """One transcription: mel, language, tokenizer, then `segments()` window by window."""
 
     def __init__(
-        self, model: "Whisper", audio: np.ndarray, options: Options, task: str, *, fp16: bool
+        self, model: "Whisper", audio: np.ndarray, options: Options, language: str | None, *, fp16: bool
     ) -> None:
         import torch
-        from whisper.audio import N_FRAMES, N_SAMPLES, log_mel_spectrogram, pad_or_trim
+        from whisper.audio import N_SAMPLES, log_mel_spectrogram, pad_or_trim
         from whisper.tokenizer import get_tokenizer
 
         self.model, self.options = model, options
@@ -195,7 +164,6 @@ class _Run:
             torch.from_numpy(audio), model.dims.n_mels, padding=N_SAMPLES, device=model.device
         )
         self.content_frames = self.mel.shape[-1] - N_FRAMES
-        language = _check_language(options.language, model)
         if language is None:  # detect from the first 30 s
             first = pad_or_trim(self.mel, N_FRAMES).to(self.dtype)
             with torch.no_grad():
@@ -203,15 +171,15 @@ class _Run:
             language = max(probs, key=probs.get)
         self.language: str = language
         self.tokenizer: "Tokenizer" = get_tokenizer(
-            model.is_multilingual, num_languages=model.num_languages, language=language, task=task
+            model.is_multilingual, num_languages=model.num_languages, language=language, task=options.task
         )
         beam = options.beam_size if options.beam_size > 1 else None  # None = greedy
         self.decode_kw: dict[str, Any] = dict(
-            task=task, language=language, beam_size=beam, best_of=BEST_OF, fp16=fp16
+            task=options.task, language=language, beam_size=beam, best_of=BEST_OF, fp16=fp16
         )
 
     def segments(self) -> Iterator[Segment]:
-        from whisper.audio import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, pad_or_trim
+        from whisper.audio import FRAMES_PER_SECOND, pad_or_trim
         from whisper.timing import add_word_timestamps
         from whisper.utils import get_end
 
@@ -316,7 +284,6 @@ def _split(
 ) -> tuple[list[dict[str, Any]], int, bool]:
     """One window's tokens → segment dicts, how far to seek, and whether it ended on silence."""
     import torch
-    from whisper.audio import HOP_LENGTH
 
     tokens = torch.tensor(result.tokens)
     is_ts = tokens.ge(tokenizer.timestamp_begin)

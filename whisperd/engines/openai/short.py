@@ -1,32 +1,29 @@
-"""openai-whisper on a shorter audio context: the short path of `openai_whisper.py`.
+"""openai-whisper on a shorter audio context: the short path of `engine.py`.
 
 whisper's encoder asserts a 1500-position input; `_encode_short` is its forward
 pass with the positional embedding sliced to the mel's length. whisper's own
 `DecodingTask` (beams, suppression, no-speech probability, compression ratio)
 then decodes the result through `_ShortContext`, a view of the model whose
 `dims` report the shorter context - whisper takes audio features as already
-encoded only when their shape matches `dims`. Guard and sizing: `short_path.py`.
+encoded only when their shape matches `dims`. Sizing and guard: `short_path.py`,
+applied by `common.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from whisperd.core.constants import SAMPLE_RATE
-from whisperd.core.transcript import Segment, Transcript, join_segment_text
+from whisperd.core.constants import HOP_LENGTH
 from whisperd.engines import short_path
 from whisperd.engines.base import Options
-from whisperd.engines.silence import is_silence_segment
+from whisperd.engines.common import ShortDecode
 
 if TYPE_CHECKING:
     import torch
     from whisper.model import Whisper
-
-log = logging.getLogger(__name__)
 
 
 class _ShortContext:
@@ -64,23 +61,23 @@ def _encode_short(model: "Whisper", mel: "torch.Tensor") -> "torch.Tensor":
     return enc.ln_post(x)
 
 
-def transcribe_short(
-    model: "Whisper", audio: np.ndarray, options: Options, task: str, language: str | None, frames: int,
+def decode_short(
+    model: "Whisper", audio: np.ndarray, options: Options, language: str | None, frames: int, cap: int,
     *, fp16: bool,
-) -> Transcript | None:
-    """One decode on a `frames`-long context; None when the guard trips.
+) -> ShortDecode | str:
+    """One decode on a `frames`-long context of at most `cap` tokens, or why not.
 
-    `language` is the checked request language (None: detect on the short context).
+    `language` is the model's code for the request's language (None: detect on
+    the short context).
     """
     import torch
     from whisper.audio import log_mel_spectrogram
     from whisper.decoding import DecodingOptions, decode, detect_language
     from whisper.tokenizer import get_tokenizer
 
-    duration = len(audio) / SAMPLE_RATE
     dtype = torch.float16 if fp16 else torch.float32
     mel = log_mel_spectrogram(torch.from_numpy(audio), model.dims.n_mels,
-                              padding=frames * short_path.HOP_LENGTH - len(audio), device=model.device)
+                              padding=frames * HOP_LENGTH - len(audio), device=model.device)
     mel = mel[:, :frames].unsqueeze(0).to(dtype)
     with torch.no_grad():
         features = _encode_short(model, mel)
@@ -88,29 +85,14 @@ def transcribe_short(
     if language is None:
         _, probs = detect_language(view, features)  # type: ignore[arg-type]
         language = max(probs[0], key=probs[0].get)
-        if probs[0][language] < 0.5:  # unsure on a short context: let the 30 s path decide
-            return None
+        if probs[0][language] < short_path.LANGUAGE_SURE:
+            return "language unsure"
     tokenizer = get_tokenizer(model.is_multilingual, num_languages=model.num_languages,
-                              language=language, task=task)
+                              language=language, task=options.task)
     prompt = tokenizer.encode(" " + options.prompt.strip()) if options.prompt else []
-    cap = short_path.token_cap(duration)
     result = decode(view, features, DecodingOptions(  # type: ignore[arg-type]
-        task=task, language=language, beam_size=options.beam_size if options.beam_size > 1 else None,
+        task=options.task, language=language, beam_size=options.beam_size if options.beam_size > 1 else None,
         prompt=prompt or None, without_timestamps=True, sample_len=cap, fp16=fp16, temperature=0.0,
     ))[0]
     tokens = [t for t in result.tokens if t < tokenizer.eot]
-    reason = short_path.fallback_reason(tokens, result.text, result.avg_logprob, cap,
-                                        result.no_speech_prob, options.no_speech_threshold)
-    if reason is not None:
-        log.debug("short path distrusted (%s): %r; 30 s path", reason, result.text)
-        return None
-    text = tokenizer.decode(tokens)
-    segment = Segment(
-        id=0, seek=0, start=0.0, end=duration, text=text, tokens=tuple(tokens), temperature=0.0,
-        avg_logprob=float(result.avg_logprob), compression_ratio=float(result.compression_ratio),
-        no_speech_prob=float(result.no_speech_prob),
-    )  # fmt: skip
-    segments: tuple[Segment, ...] = (segment,)
-    if is_silence_segment(text, segment.no_speech_prob, segment.avg_logprob, options.no_speech_threshold):
-        segments = ()
-    return Transcript(join_segment_text(segments), language, duration, segments, task)
+    return ShortDecode(tokens, tokenizer.decode(tokens), result.avg_logprob, result.no_speech_prob, language)
