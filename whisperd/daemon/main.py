@@ -278,14 +278,10 @@ async def on_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
 def load_hot_engine(config: DaemonConfig, model: "ModelInfo") -> tuple["Engine", int]:
     """The resident model sized for its slots (`engine.concurrency`), and the CPU threads per slot."""
     from whisperd.daemon.policy import hot_layout
-    from whisperd.engines import load_engine, resolve_engine_name
+    from whisperd.engines import load_engine, resolve_device, resolve_engine_name
 
     name = resolve_engine_name(config.engine, model)
-    device = config.device
-    if device == "auto" and name == "faster-whisper":
-        from whisperd.engines.faster_whisper import pick_device
-
-        device = pick_device(device)
+    device = resolve_device(name, config.device)
     slots, threads = hot_layout(cores=os.cpu_count() or 1, slots=config.hot_slots, threads=config.cpu_threads,
                                 engine=name, device=device)
     engine = load_engine(config.engine, model, device=device, compute_type=config.compute_type,

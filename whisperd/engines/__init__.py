@@ -19,6 +19,19 @@ def resolve_engine_name(engine: str, model: "ModelInfo") -> str:
     return "faster-whisper" if model.kind == "ctranslate2" else "openai-whisper"
 
 
+def resolve_device(engine: str, device: str) -> str:
+    """`auto` → the device this engine would run on here (the hot worker's layout depends on it).
+
+    faster-whisper asks CTranslate2 for a CUDA device; openai-whisper resolves its own
+    `auto` when it loads, and the layout treats it the same either way (one slot).
+    """
+    if device != "auto" or engine != "faster-whisper":
+        return device
+    from whisperd.engines.faster_whisper import pick_device
+
+    return pick_device(device)
+
+
 def _faster_whisper(model: "ModelInfo", **kw: Any) -> "Engine":
     from whisperd.engines.faster_whisper import FasterWhisperEngine
 
