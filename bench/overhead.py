@@ -390,7 +390,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("JSON encode/decode, result dicts", ("json/", "asdict (", "_asdict_inner (", "to_dict (", "from_dict (")),
     ("Prometheus metrics", ("prometheus_client/",)),
     ("logging", ("logging/__init__.py",)),
-    ("systemd STATUS= line (on_change)", ("status_line (", "Server.status (", "Pool.status (", "whisperd/daemon/systemd.py")),
+    ("systemd STATUS= line (on_change)", ("status_line (", "Server.daemon_status (", "Pool.status (", "whisperd/daemon/systemd.py")),
     ("scheduling (pool + policy)", ("Pool._schedule (", "whisperd/daemon/policy.py", "mem_available_mb (",
                                     "_memory_estimate (", "_worker_facts (")),
     ("thread hand-off (executors)", ("concurrent/futures/thread.py", "run_in_executor (", "call_soon_threadsafe (",

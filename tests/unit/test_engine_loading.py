@@ -20,6 +20,7 @@ def test_an_unknown_engine_names_the_ones_there_are():
 
 
 def test_the_null_engine_is_accepted_but_not_offered():
+    from whisperd.core.errors import ConfigError
     from whisperd.core.settings import add_arguments, build
     from whisperd.daemon.config import DAEMON_SETTINGS, DaemonConfig
 
@@ -28,6 +29,9 @@ def test_the_null_engine_is_accepted_but_not_offered():
     add_arguments(parser, DAEMON_SETTINGS)
     shown = parser.format_help()
     assert "openai-whisper" in shown and "null" not in shown
+    with pytest.raises(ConfigError) as refused:  # nor in the message for a wrong value
+        build(DaemonConfig, DAEMON_SETTINGS, "whisperd", {"engine": "bogus"}, {}, "/dev/null")
+    assert "openai-whisper" in refused.value.message and "null" not in refused.value.message
 
 
 def test_the_null_engine_answers_empty_at_once_and_counts():

@@ -57,10 +57,12 @@ def parse_mode(text: str) -> int:
     return int(text, 8)
 
 
-def choice(*choices: str) -> Callable[[str], str]:
+def choice(*choices: str, hidden: tuple[str, ...] = ()) -> Callable[[str], str]:
+    """One of `choices`; `hidden` ones are accepted too but never offered (e.g. a bench-only value)."""
+
     def parse(text: str) -> str:
         value = text.strip().lower()
-        if value not in choices:
+        if value not in choices and value not in hidden:
             raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
         return value
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from whisperd.core.constants import NO_SPEECH_THRESHOLD
 from whisperd.core.settings import (
     DEFAULT_SOCKET,
     LOG_LEVELS,
@@ -35,7 +36,7 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
     Setting("model", "tiny.en", str, "model name, CTranslate2 directory or .pt checkpoint"),
     Setting("extra_models", "*", str,
             "other installed models requests may name, served by cold workers (comma-separated; '*' = all)"),
-    Setting("engine", "auto", choice("auto", "faster-whisper", "openai-whisper", "null"),  # null: bench only
+    Setting("engine", "auto", choice("auto", "faster-whisper", "openai-whisper", hidden=("null",)),  # null: bench/tests only
             "inference engine: auto (picks by the model's kind), faster-whisper or openai-whisper"),
     Setting("device", "auto", choice("auto", "cpu", "cuda"), "where to run the model"),
     Setting("compute_type", "auto", str, "precision: auto, float32, float16, int8, int8_float16..."),
@@ -45,7 +46,7 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
             "requests the hot worker decodes at once on one copy of the model (0: auto - up to 4 on CPU "
             "with faster-whisper, 1 on CUDA and with openai-whisper)"),
     Setting("beam_size", 5, bounded(int, 1, 16), "default beam size"),
-    Setting("no_speech_threshold", 0.6, bounded(float, 0.0, 1.0),
+    Setting("no_speech_threshold", NO_SPEECH_THRESHOLD, bounded(float, 0.0, 1.0),
             "drop segments whose no-speech probability is above this"),
     Setting("vad_filter", False, parse_bool, "drop non-speech with faster-whisper's Silero VAD"),
     Setting("short_path", "on", choice("off", "on"),

@@ -153,13 +153,13 @@ class Daemon:
             sock = bind_unix_socket(config.socket, config.socket_mode, config.socket_group)
             self.bound_path = config.socket
         await server.start(sock)
-        server.on_change = pool.on_change = throttled_status(lambda: status_line(server.status()))
+        server.on_change = pool.on_change = throttled_status(lambda: status_line(server.daemon_status()))
         where = "an activated socket" if activated else config.socket
         log.info("ready in %.2f s: model %s, engine %s (%s), device %s, %d hot slot%s × %d thread%s, listening on %s",
                  time.monotonic() - t0, model.name, engine.name, engine.compute_type, engine.device,
                  len(lanes), "s"[:len(lanes) > 1], threads, "s"[:threads > 1], where)
         freeze_heap()
-        systemd.ready(status_line(server.status()))
+        systemd.ready(status_line(server.daemon_status()))
         self.watchdog = systemd.Watchdog()
         self.watchdog.start()
 

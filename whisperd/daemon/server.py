@@ -113,10 +113,6 @@ class Server:
             "uptime": round(time.monotonic() - self.started_at, 1),
         })
 
-    def status(self) -> dict[str, Any]:
-        """`daemon_status()` as the wire has it (the systemd status line reads this)."""
-        return self.daemon_status().to_dict()
-
     def models(self) -> list[ModelEntry]:
         loaded = self.pool.loaded_models()
         return [ModelEntry(m.name, loaded=m.name in loaded, multilingual=m.multilingual,

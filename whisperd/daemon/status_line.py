@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Callable, Mapping
+from typing import Callable
+
+from whisperd.core.replies import DaemonStatus
 
 
-def status_line(s: Mapping[str, Any]) -> str:
+def status_line(s: DaemonStatus) -> str:
     """The daemon's status reply, as one line a person reads."""
-    return (f"ready: model {s['model']}, engine {s['engine']} ({s['compute_type']}), device {s['device']}, "
-            f"queue {s['queue']}, running {s['running']}, workers {1 + s['workers']['cold']} "
-            f"(cold {s['workers']['cold']}, loading {s['loading']}), spawns {s['spawns']}, "
-            f"crashes {s['crashes']}, served {s['served']}")
+    cold = s.workers.get("cold", 0)
+    return (f"ready: model {s.model}, engine {s.engine} ({s.compute_type}), device {s.device}, "
+            f"queue {s.queue}, running {s.running}, workers {1 + cold} "
+            f"(cold {cold}, loading {s.loading}), spawns {s.spawns}, "
+            f"crashes {s.crashes}, served {s.served}")
 
 
 def throttled_status(make_line: Callable[[], str], interval: float = 0.25) -> Callable[[], None]:
