@@ -64,3 +64,27 @@ def word_recall(expected: str, got: str) -> float:
             have[w] -= 1
             hits += 1
     return hits / len(want)
+
+
+def long_speech_wav(repeats: int) -> bytes:
+    """LONG_FILE's speech `repeats` times over, as one valid 16 kHz mono WAV.
+
+    For tests that need a request still running (or still queued behind one) whatever
+    the machine's speed: 4 repeats are ~130 s of audio. (LONG_FILE's bytes concatenated
+    are not one file: the daemon would decode only the first.)
+    """
+    import io
+    import wave
+
+    import numpy as np
+
+    from whisperd.daemon.audio import decode_audio
+
+    pcm = np.tile(decode_audio(LONG_FILE.read_bytes()), repeats)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes())
+    return out.getvalue()

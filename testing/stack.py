@@ -33,6 +33,32 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def status(sock: str):
+    """The daemon's typed status over its socket."""
+    from whisperd.client import Client
+
+    with Client(sock, timeout=30) as c:
+        return c.status()
+
+
+def drops(sock: str) -> int:
+    """Requests the daemon dropped because their client went away (queued or running)."""
+    counters = status(sock).counters
+    return counters.get("dropped_queued", 0) + counters.get("dropped_running", 0)
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
 class Daemon:
     """A real `whisperd` process on a temporary socket."""
 

@@ -6,7 +6,15 @@ import asyncio
 
 import pytest
 
-from tests.service.pool_fakes import FakeClock, answer, job, make_pool, submit, transcript, until
+from tests.service.pool_fakes import (
+    FakeClock,
+    answer,
+    job,
+    make_pool,
+    submit,
+    transcript,
+    until,
+)
 from whisperd.core.errors import JobCancelled, WorkerFailed, WorkerTimeout
 from whisperd.daemon.pool import SPAWN_BACKOFF_S
 

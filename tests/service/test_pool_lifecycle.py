@@ -8,7 +8,17 @@ import multiprocessing
 import numpy as np
 import pytest
 
-from tests.service.pool_fakes import MODEL, FakeClock, answer, job, make_pool, submit, transcript, until, wav
+from tests.service.pool_fakes import (
+    MODEL,
+    FakeClock,
+    answer,
+    job,
+    make_pool,
+    submit,
+    transcript,
+    until,
+    wav,
+)
 from whisperd.core.errors import ShuttingDown, WorkerTimeout
 from whisperd.daemon.lanes.base import LaneState
 from whisperd.daemon.lanes.cold import ColdLane, job_timeout

@@ -13,10 +13,21 @@ import json
 
 import pytest
 
-from tests.service.inprocess_daemon import GatedEngine, in_process_daemon, until, wait_event, wav_bytes
+from tests.service.inprocess_daemon import (
+    GatedEngine,
+    in_process_daemon,
+    until,
+    wait_event,
+    wav_bytes,
+)
 from whisperd.client import AsyncClient, Client
 from whisperd.core import protocol
-from whisperd.core.errors import ModelNotFound, NotReady, ShuttingDown, UnsupportedForModel
+from whisperd.core.errors import (
+    ModelNotFound,
+    NotReady,
+    ShuttingDown,
+    UnsupportedForModel,
+)
 from whisperd.core.replies import DaemonStatus, LaneStatus, ModelEntry, TranscribeResult
 
 WAV = wav_bytes(1.0)

@@ -13,7 +13,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from shim.app import build_app
 from shim.config import SHIM_SETTINGS, ShimConfig
-from tests.service.inprocess_daemon import GatedEngine, in_process_daemon, until, wait_event, wav_bytes
+from tests.service.inprocess_daemon import (
+    GatedEngine,
+    in_process_daemon,
+    until,
+    wait_event,
+    wav_bytes,
+)
 from whisperd.client import AsyncClient
 from whisperd.core.model_names import DEFAULT_ALIASES
 from whisperd.core.settings import build

@@ -14,8 +14,8 @@ import pytest
 from testing.speech import FOX_FILES
 from whisperd.core.errors import EngineError
 from whisperd.daemon.models import installed_models
-from whisperd.engines.openai import convert
 from whisperd.engines.base import ModelInfo
+from whisperd.engines.openai import convert
 
 TINY_EN_DIMS = {
     "n_mels": 80,

@@ -14,9 +14,9 @@ import time
 
 from openai import OpenAI
 
-from tests.stack.reliability.probes import cmdline, descendants, state, wait_until
 from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, word_recall
 from testing.stack import ROOT, free_port
+from tests.stack.reliability.probes import cmdline, descendants, state, wait_until
 
 
 def _alive(pids: list[int]) -> list[str]:

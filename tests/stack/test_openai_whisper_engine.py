@@ -152,8 +152,8 @@ def test_loads_an_official_style_checkpoint(models, tmp_path):
 
     import torch
 
-    from whisperd.engines.openai import convert
     from whisperd.engines.base import ModelInfo
+    from whisperd.engines.openai import convert
 
     checkpoint = convert.convert(models["tiny.en"].path)
     del checkpoint["alignment_heads"]

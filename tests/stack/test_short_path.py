@@ -12,6 +12,7 @@ from whisperd.core.constants import LOGPROB_THRESHOLD
 from whisperd.engines import short_path
 from whisperd.engines.base import Options
 
+
 @pytest.fixture(scope="module")
 def models():
     from testing.stack import CACHE

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import time
 
 import pytest
 
-from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, word_recall
+from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, long_speech_wav, word_recall
+from testing.stack import drops, status, wait_for
 from whisperd.client import AsyncClient, Client
 from whisperd.core import protocol
 from whisperd.core.errors import AudioDecodeError
@@ -118,20 +118,20 @@ def test_progress_and_segment_frames_on_a_long_file(sock_path):
 
 
 def test_client_that_hangs_up_mid_inference_is_dropped(fw_stack, sock_path):
+    before = status(sock_path)
     with raw_conn(sock_path) as s:
-        audio = LONG_FILE.read_bytes()
+        audio = long_speech_wav(4)  # ~130 s: still running when the client leaves, on any machine
         s.sendall(protocol.Request(op="transcribe", id="gone-1", audio_size=len(audio)).to_frame())
         s.sendall(protocol.frame(audio))
-        time.sleep(0.5)  # let it start
-    # The next request is answered; the dropped one is logged as dropped, not finished.
+        wait_for(lambda: status(sock_path).running > before.running, 60, "the long request to run")
+    # The dropped one is counted as dropped, never as served; the next request is answered.
+    wait_for(lambda: drops(sock_path) > before.counters.get("dropped_running", 0)
+             + before.counters.get("dropped_queued", 0), 30, "the drop")
     with Client(sock_path, timeout=120) as c:
         assert word_recall(FOX_TEXT, c.transcribe(FOX_FILES["wav"].read_bytes()).text) >= 0.8
-    deadline = time.monotonic() + 30
-    while "gone-1 dropped" not in fw_stack.daemon.log() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    log = fw_stack.daemon.log()
-    assert "request gone-1 dropped" in log
-    assert "request gone-1 done" not in log
+    after = status(sock_path)
+    assert after.counters["dropped_running"] == before.counters["dropped_running"] + 1
+    assert after.served == before.served + 1  # the command only
 
 
 async def test_async_client_pool(sock_path):
@@ -172,20 +172,22 @@ def test_queued_work_of_a_client_that_hangs_up_is_dropped():
     d = Daemon("--engine", "faster-whisper", "--max-cold-workers", "0", "--hot-slots", "1")
     try:
         busy = raw_conn(d.socket)
-        long_audio = LONG_FILE.read_bytes()
+        long_audio = long_speech_wav(4)  # ~130 s: the slot stays busy on any machine
         busy.sendall(protocol.Request(op="transcribe", id="busy-1", audio_size=len(long_audio)).to_frame())
         busy.sendall(protocol.frame(long_audio))
-        time.sleep(0.5)
+        wait_for(lambda: status(d.socket).running == 1, 60, "the long request to run")
         with raw_conn(d.socket) as queued:  # waits behind the long file, then hangs up
             audio = FOX_FILES["wav"].read_bytes()
             queued.sendall(protocol.Request(op="transcribe", id="queued-1", audio_size=len(audio)).to_frame())
             queued.sendall(protocol.frame(audio))
-            time.sleep(0.5)
+            wait_for(lambda: status(d.socket).queue == 1, 60, "the command to queue behind it")
+        wait_for(lambda: status(d.socket).counters["dropped_queued"] == 1, 30, "the queued request to be dropped")
         assert read_reply(busy)["type"] == "result"  # the long one is still answered
         busy.close()
         assert_daemon_serves(d.socket)
-        log = d.log()
-        assert "request queued-1 dropped" in log and "request queued-1 done" not in log
+        after = status(d.socket)
+        assert after.counters["dropped_running"] == 0
+        assert after.served == 1  # the long one; the dropped command never ran
     finally:
         d.stop()
 

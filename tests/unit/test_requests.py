@@ -9,7 +9,13 @@ import pytest
 from whisperd.core.errors import InvalidParameter, ModelNotFound, UnsupportedForModel
 from whisperd.core.model_names import DEFAULT_ALIASES
 from whisperd.core.protocol import Request, TranscribeOptions
-from whisperd.daemon.requests import Defaults, check_model_can, engine_options, job_for, model_for
+from whisperd.daemon.requests import (
+    Defaults,
+    check_model_can,
+    engine_options,
+    job_for,
+    model_for,
+)
 from whisperd.engines.base import ModelInfo, Options
 
 TINY_EN = ModelInfo("tiny.en", "ctranslate2", Path("/models/tiny.en"), multilingual=False)

@@ -6,7 +6,12 @@ import doctest
 
 import pytest
 
-from whisperd.core.constants import COMPRESSION_RATIO_THRESHOLD, HOP_LENGTH, N_FRAMES, SAMPLE_RATE
+from whisperd.core.constants import (
+    COMPRESSION_RATIO_THRESHOLD,
+    HOP_LENGTH,
+    N_FRAMES,
+    SAMPLE_RATE,
+)
 from whisperd.engines import common, short_path
 
 

@@ -16,9 +16,9 @@ import zlib
 from dataclasses import dataclass
 from typing import Callable
 
+from testing.speech import FOX_FILES
 from tests.stack.reliability.media import silent_flac, tone, wav
 from tests.stack.reliability.wire import BOUNDARY, Part, audio_form, multipart
-from testing.speech import FOX_FILES
 
 MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 FOX = {k: p.read_bytes() for k, p in FOX_FILES.items()}

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tests.stack.reliability.probes import Snapshot, hwm_mb, snapshot, wait_until
 from testing.stack import Daemon, Shim
+from tests.stack.reliability.probes import Snapshot, hwm_mb, snapshot, wait_until
 from whisperd.client import Client
 from whisperd.core.replies import DaemonStatus
 

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from testing.speech import FIXTURES, FOX_FILES, LONG_FILE
+from testing.stack import CACHE, Daemon, Shim, drops
 from tests.stack.reliability.media import marked_mp3, marked_wav, silent_flac
 from tests.stack.reliability.probes import (
     descendants,
@@ -25,8 +27,6 @@ from tests.stack.reliability.probes import (
     wait_until,
 )
 from tests.stack.reliability.wire import audio_form, upload
-from testing.speech import FIXTURES, FOX_FILES, LONG_FILE
-from testing.stack import CACHE, Daemon, Shim
 from whisperd.client import Client
 
 
@@ -110,7 +110,7 @@ def main() -> None:
         report["processes"] = {k: len(v) for k, v in family.items()}
         report["sockets"] = {k: [list(x) for p in pids for x in net_sockets(p)] for k, pids in family.items()}
         s.close()
-        wait_until(lambda: "dropped: client went away" in d.log(), 30, "the drop")
+        wait_until(lambda: drops(d.socket) >= 1, 30, "the drop")
         wait_until(lambda: Client(d.socket, timeout=10).status().running == 0, 30, "idle")
         report["answers"] = answers
         report["texts"] = texts

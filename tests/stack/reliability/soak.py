@@ -9,9 +9,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, word_recall
 from tests.stack.reliability.probes import descendants, fd_targets, rss_mb
 from tests.stack.reliability.wire import Reply, upload
-from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, word_recall
 
 SHORT = {k: FOX_FILES[k].read_bytes() for k in ("wav", "mp3", "ogg", "webm", "m4a", "flac")}
 LONG = LONG_FILE.read_bytes()

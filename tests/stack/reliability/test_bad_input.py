@@ -17,13 +17,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from testing.speech import FOX_TEXT, word_recall
+from testing.stack import Daemon
 from tests.stack.reliability.cases import BOUNDED_CASES, FOX, HTTP_CASES, RANDOM, Case
 from tests.stack.reliability.conftest import BOUNDED_MAX_SECONDS
 from tests.stack.reliability.media import silent_flac, tone, wav
 from tests.stack.reliability.probes import files_containing, hwm_mb, rss_mb
-from tests.stack.reliability.wire import Reply, assert_openai_error, audio_form, post, upload
-from testing.speech import FOX_TEXT, word_recall
-from testing.stack import Daemon
+from tests.stack.reliability.wire import (
+    Reply,
+    assert_openai_error,
+    audio_form,
+    post,
+    upload,
+)
 from whisperd.client import Client
 from whisperd.core import protocol
 from whisperd.core.errors import AudioTooLong

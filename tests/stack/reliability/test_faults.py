@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import testing.stack
+from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, word_recall
+from testing.stack import CACHE, Daemon, Shim, drops
 from tests.stack.reliability.conftest import Watched
 from tests.stack.reliability.media import tone, wav
 from tests.stack.reliability.probes import (
@@ -35,8 +37,6 @@ from tests.stack.reliability.probes import (
     wait_until,
 )
 from tests.stack.reliability.wire import assert_openai_error, audio_form, upload
-from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, word_recall
-from testing.stack import CACHE, Daemon, Shim
 from whisperd.client import Client
 from whisperd.core.replies import DaemonStatus
 
@@ -197,7 +197,7 @@ def test_client_leaves_mid_upload(fw_stack, fw_before):
 def test_client_leaves_mid_inference_on_a_cold_worker(fw_stack, fw_before):
     """The long file runs on a cold worker; the client leaves; the worker stops at its next segment."""
     sock = fw_stack.daemon.socket
-    dropped = fw_stack.daemon.log().count("dropped: client went away")
+    dropped = drops(fw_stack.daemon.socket)
     headers, body = audio_form(LONG, "long.mp3")
     s = socket.create_connection(("127.0.0.1", fw_stack.shim.port), timeout=10)
     s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}\r\n"
@@ -205,14 +205,14 @@ def test_client_leaves_mid_inference_on_a_cold_worker(fw_stack, fw_before):
     wait_until(lambda: status(sock).running >= 1, 30, "the long file to start")
     s.close()
     left = time.monotonic()
-    wait_until(lambda: fw_stack.daemon.log().count("dropped: client went away") > dropped, 15, "the drop")
+    wait_until(lambda: drops(fw_stack.daemon.socket) > dropped, 15, "the drop")
     # The lane is free long before the file would have finished (~6-8 s on two cores).
     wait_until(lambda: status(sock).running == 0, 15, "the lane to be free")
     assert time.monotonic() - left < 5
 
 
 def test_client_leaves_mid_stream(fw_stack, fw_before):
-    dropped = fw_stack.daemon.log().count("dropped: client went away")
+    dropped = drops(fw_stack.daemon.socket)
     headers, body = audio_form(LONG, "long.mp3", stream="true")
     s = socket.create_connection(("127.0.0.1", fw_stack.shim.port), timeout=60)
     s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}\r\n"
@@ -222,7 +222,7 @@ def test_client_leaves_mid_stream(fw_stack, fw_before):
     while b"transcript.text.delta" not in first:
         first += s.recv(65536)
     s.close()  # after the first delta
-    wait_until(lambda: fw_stack.daemon.log().count("dropped: client went away") > dropped, 15, "the drop")
+    wait_until(lambda: drops(fw_stack.daemon.socket) > dropped, 15, "the drop")
     wait_until(lambda: status(fw_stack.daemon.socket).running == 0, 15, "the lane to be free")
 
 

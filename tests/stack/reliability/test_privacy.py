@@ -15,10 +15,10 @@ import sys
 
 import pytest
 
-from tests.stack.reliability.probes import is_loopback, net_sockets
-from tests.stack.reliability.wire import upload
 from testing.speech import FOX_FILES, FOX_TEXT, LONG_TEXT, word_recall
 from testing.stack import ROOT, Shim
+from tests.stack.reliability.probes import is_loopback, net_sockets
+from tests.stack.reliability.wire import upload
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
                                 reason="needs root and unshare for a network namespace")

@@ -15,9 +15,9 @@ from collections import Counter
 
 import pytest
 
+from testing.stack import ROOT, Stack
 from tests.stack.reliability import soak
 from tests.stack.reliability.conftest import Watched
-from testing.stack import ROOT, Stack
 from whisperd.core.replies import DaemonStatus
 
 REQUESTS = int(os.environ.get("WHISPERD_SOAK_REQUESTS", "300"))
