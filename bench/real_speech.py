@@ -63,25 +63,13 @@ def slices(paths: list[Path], per_file: int, rng: random.Random) -> list[tuple[s
     return out
 
 
-class FallbackCounter(logging.Handler):
-    """Counts the engines' "short path distrusted (reason)" debug records, by reason."""
+FALLBACK_PREFIX = "short_path_fallback_"
 
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.reasons: dict[str, int] = {}
 
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = str(record.msg)
-        if msg.startswith("short path"):
-            reason = str(record.args[0]) if "(%s)" in msg and record.args else "language unsure"
-            self.reasons[reason] = self.reasons.get(reason, 0) + 1
-
-    @property
-    def count(self) -> int:
-        return sum(self.reasons.values())
-
-    def why(self) -> str:
-        return ", ".join(f"{k} {v}" for k, v in sorted(self.reasons.items())) or "none"
+def fallbacks_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """The engine's short-path fallbacks between two `counters()` snapshots, by reason."""
+    return {k.removeprefix(FALLBACK_PREFIX).replace("_", " "): after[k] - before.get(k, 0)
+            for k in after if k.startswith(FALLBACK_PREFIX) and after[k] > before.get(k, 0)}
 
 
 def main() -> None:
@@ -95,7 +83,6 @@ def main() -> None:
     ap.add_argument("-v", "--verbose", action="store_true", help="print every slice's three transcripts")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger().handlers[0].setLevel(logging.WARNING)  # the engines' debug records only get counted
     from whisperd.daemon.models import resolve_model
     from whisperd.engines import load_engine
     from whisperd.engines.base import Options
@@ -105,9 +92,7 @@ def main() -> None:
     # The engines' default compute types: int8 for faster-whisper, float32 for openai-whisper on CPU.
     reference = load_engine("faster-whisper", resolve_model(args.reference, CACHE), cache_dir=str(CACHE))
     engine = load_engine(args.engine, resolve_model(args.model, CACHE), cache_dir=str(CACHE))
-    fallbacks = FallbackCounter()
-    logging.getLogger("whisperd").addHandler(fallbacks)
-    logging.getLogger("whisperd").setLevel(logging.DEBUG)
+    before = engine.counters()  # why the short path fell back: the engine counts it by reason
     errors = {"short": 0, "30 s": 0}
     seconds = {"short": 0.0, "30 s": 0.0}
     words = differ = 0
@@ -125,11 +110,13 @@ def main() -> None:
         if args.verbose:
             print(f"{name}\n  ref   {ref!r}\n  short {got['short']!r}\n  30 s  {got['30 s']!r}", flush=True)
     n = len(data)
+    reasons = fallbacks_since(before, engine.counters())
+    why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "none"
     print(table(
         ["model", "engine", "slices", "reference words", "WER short %", "WER 30 s %", "words differ",
          "short path fell back", "short s/slice", "30 s s/slice"],
         [[args.model, args.engine, n, words, 100 * errors["short"] / words, 100 * errors["30 s"] / words,
-          differ, f"{fallbacks.count}/{n} ({fallbacks.why()})", seconds["short"] / n, seconds["30 s"] / n]],
+          differ, f"{sum(reasons.values())}/{n} ({why})", seconds["short"] / n, seconds["30 s"] / n]],
     ))
 
 

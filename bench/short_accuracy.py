@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import subprocess
 import sys
 import time
@@ -74,17 +73,6 @@ def clips(n: int = 48) -> list[tuple[str, np.ndarray, str]]:
     return out
 
 
-class _FallbackCounter(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.getMessage()
-        if msg.startswith("short path"):
-            self.count += 1
-
-
 def run(model_name: str, engine_name: str, data: list[tuple[str, np.ndarray, str]], beam: int) -> dict:
     from whisperd.daemon.models import installed_models
     from whisperd.engines import load_engine
@@ -93,13 +81,9 @@ def run(model_name: str, engine_name: str, data: list[tuple[str, np.ndarray, str
     progress(f"accuracy: {model_name} / {engine_name}, {len(data)} clips, both paths")
     model = installed_models(CACHE)[model_name]
     engine = load_engine(engine_name, model, cache_dir=str(CACHE))
-    counter = _FallbackCounter()
-    logger = logging.getLogger("whisperd.engines")
-    logger.addHandler(counter)
-    logger.setLevel(logging.DEBUG)
     engine.transcribe(data[0][1], Options(beam_size=beam))  # warm-up, both paths
     engine.transcribe(data[0][1], Options(beam_size=beam, short_path=True))
-    counter.count = 0
+    before = engine.counters()  # the engine counts every short-path fallback, by reason
     res: dict = {"full": {"err": 0, "sec": [], "text": []}, "short": {"err": 0, "sec": [], "text": []},
                  "words": 0, "differ": 0, "fallbacks": 0, "n": len(data)}
     for i, (script, pcm, _) in enumerate(data):
@@ -116,8 +100,8 @@ def run(model_name: str, engine_name: str, data: list[tuple[str, np.ndarray, str
         res["differ"] += normalize(res["full"]["text"][-1]) != normalize(res["short"]["text"][-1])
         if (i + 1) % 12 == 0 and i + 1 < len(data):
             progress(f"accuracy: {model_name} / {engine_name}: {i + 1}/{len(data)} clips")
-    res["fallbacks"] = counter.count
-    logger.removeHandler(counter)
+    after = engine.counters()
+    res["fallbacks"] = sum(after[k] - before.get(k, 0) for k in after if k.startswith("short_path_fallback_"))
     return res
 
 
