@@ -123,6 +123,7 @@ def test_timed_out_worker_is_killed_and_the_request_answered():
         wait_for(lambda: status(d).workers["cold"] == 0, 30, "the killed worker to be gone")
         counters = status(d).counters
         assert counters["timeouts"] == 1 and counters["retries"] == 0  # a timeout is never retried
+        assert counters["crashes"] == 0  # killed on purpose: no crash
     finally:
         d.stop()
 

@@ -281,7 +281,9 @@ class ColdLane(Lane):
             await asyncio.to_thread(self._send_job, header, pcm)
             return await asyncio.wait_for(asyncio.shield(self._result), timeout)
         except asyncio.TimeoutError:  # before OSError: TimeoutError is an OSError
-            # Kill it: its answer, if it ever came, must not be taken for anything.
+            # Kill it: its answer, if it ever came, must not be taken for anything. Killed on
+            # purpose, so its exit is no crash (`closing`), and it takes nothing new meanwhile.
+            self._begin_close()
             self.kill()
             raise WorkerTimeout(f"worker {self.id} took longer than {timeout:.0f} s and was stopped") from None
         except OSError as exc:
