@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import multiprocessing
 
 import numpy as np
@@ -148,8 +149,11 @@ async def test_a_cold_lane_process_serves_and_reports_its_engines_counters(monke
     assert lane.state is LaneState.DEAD and lane.closing and lane.exit_code is not None
 
 
-async def test_a_cold_lane_past_its_deadline_raises_worker_timeout_and_is_killed():
-    lane = cold_lane(worker_timeout=1e-6)  # no reply can come that fast
+async def test_a_cold_lane_past_its_deadline_raises_worker_timeout_and_is_killed(monkeypatch):
+    # The forked child decodes for a minute (the null engine would answer at once, and an answer
+    # that arrives while the audio is still being sent would beat even a microsecond's deadline).
+    monkeypatch.setattr(NullEngine, "transcribe", lambda self, *a, **k: time.sleep(60))
+    lane = cold_lane(worker_timeout=1e-6)
     await asyncio.wait_for(lane.start(), 30)
     try:
         a = job("a")
