@@ -47,18 +47,6 @@ def drops(sock: str) -> int:
     return counters.get("dropped_queued", 0) + counters.get("dropped_running", 0)
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Poll `predicate` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
 class Daemon:
     """A real `whisperd` process on a temporary socket."""
 

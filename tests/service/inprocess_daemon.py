@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import io
 import shutil
-import struct
 import tempfile
 import threading
-import wave
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
+from tests.stack.reliability.media import tone, wav
 from whisperd.core.constants import SAMPLE_RATE
 from whisperd.core.errors import JobCancelled
 from whisperd.core.settings import build
@@ -33,14 +31,7 @@ from whisperd.engines.base import ModelInfo, Options, SegmentCallback
 
 def wav_bytes(seconds: float = 1.0) -> bytes:
     """A plain 16 kHz mono PCM WAV of a quiet tone (the pool decodes it inline)."""
-    n = int(seconds * SAMPLE_RATE)
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(struct.pack(f"<{n}h", *((i % 64) * 16 for i in range(n))))
-    return buf.getvalue()
+    return wav(tone(seconds))
 
 
 class GatedEngine:
@@ -55,7 +46,8 @@ class GatedEngine:
     compute_type = "none"
     concurrency = 1
 
-    def __init__(self) -> None:
+    def __init__(self, text: str = "gated") -> None:
+        self.text = text
         self.started = threading.Event()
         self.release = threading.Event()
         self.stopped = threading.Event()
@@ -64,7 +56,7 @@ class GatedEngine:
 
     def transcribe(self, audio: Any, options: Options, on_segment: SegmentCallback | None = None) -> Transcript:
         duration = len(audio) / SAMPLE_RATE
-        segment = Segment(0, 0, 0.0, duration, " gated")
+        segment = Segment(0, 0, 0.0, duration, " " + self.text)
         self.stopped.clear()
         self.started.set()
         try:
@@ -72,7 +64,7 @@ class GatedEngine:
                 if on_segment is not None:
                     on_segment(segment)  # raises JobCancelled once the daemon dropped the job
             self.finished += 1
-            return Transcript("gated", options.language or "en", duration, (segment,), options.task)
+            return Transcript(self.text, options.language or "en", duration, (segment,), options.task)
         except JobCancelled:
             self.cancelled += 1
             raise

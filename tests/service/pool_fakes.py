@@ -9,12 +9,11 @@ yields to the event loop.
 from __future__ import annotations
 
 import asyncio
-import io
-import wave
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+from tests.stack.reliability import media
 from whisperd.core.errors import WorkerFailed
 from whisperd.core.settings import build
 from whisperd.core.transcript import Transcript
@@ -39,13 +38,7 @@ def config(**settings: Any) -> DaemonConfig:
 
 def wav(seconds: float) -> bytes:
     """A plain 16 kHz mono 16-bit WAV of silence (8 s or less decodes on the loop)."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(b"\0\0" * int(seconds * 16000))
-    return out.getvalue()
+    return media.wav(b"\0\0" * int(seconds * 16000))
 
 
 def job(job_id: str, model: str = "tiny.en") -> Job:

@@ -1,6 +1,6 @@
 """The daemon's lifecycle (`whisperd.daemon.main.Daemon`): startup, serve, shutdown.
 
-In-process on the null engine (or a held engine that answers only when told),
+In-process on the null engine (or a gated engine that answers only when told),
 and as a child `python -m whisperd --engine null` for real signals. No model
 weights are read; every wait is on an event, a socket or a process.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import io
 import os
 import shutil
 import signal
@@ -18,14 +17,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-import wave
 
 import pytest
 
 from testing.stack import CACHE, ROOT
+from tests.service.inprocess_daemon import GatedEngine, wav_bytes
 from whisperd.client import AsyncClient
 from whisperd.core.errors import WhisperdError
-from whisperd.core.transcript import Transcript
 from whisperd.daemon import main
 from whisperd.daemon.main import Daemon, Phase
 
@@ -55,37 +53,9 @@ def daemon_for(path: str, *flags: str) -> Daemon:
     return Daemon(config, argv)
 
 
-def one_second_wav() -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(bytes(32000))
-    return buf.getvalue()
-
-
-class HeldEngine:
-    """Answers a request only once `release` is set: in-flight work for as long as a test needs."""
-
-    name = "held"
-    device = "cpu"
-    compute_type = "none"
-    concurrency = 1
-
-    def __init__(self) -> None:
-        self.started = threading.Event()
-        self.release = threading.Event()
-
-    def transcribe(self, audio, options, on_segment=None) -> Transcript:
-        self.started.set()
-        self.release.wait(60)
-        return Transcript("held", "en", len(audio) / 16000)
-
-
 @pytest.fixture
 def held_engine(monkeypatch):
-    engine = HeldEngine()
+    engine = GatedEngine(text="held")
     monkeypatch.setattr(main, "load_hot_engine", lambda config, model: (engine, 1))
     yield engine
     engine.release.set()  # whatever still waits in the hot lane's thread may finish
@@ -116,7 +86,7 @@ async def test_phases_run_in_order_and_shutdown_unlinks_the_socket(sock_path):
     assert d.phases == [Phase.STARTING, Phase.SERVING]
     async with AsyncClient(sock_path) as client:
         assert (await client.status()).ready
-        assert (await client.transcribe(one_second_wav())).transcript.duration == 1.0
+        assert (await client.transcribe(wav_bytes(1.0))).transcript.duration == 1.0
     d.handle_signal(signal.SIGTERM)
     assert await asyncio.wait_for(run, 30) == 0
     assert d.phases == ALL_PHASES
@@ -167,9 +137,9 @@ async def test_a_failed_start_leaves_another_daemons_socket_alone(sock_path):
         other.close()
 
 
-async def _start_held_request(d: Daemon, engine: HeldEngine, client: AsyncClient) -> asyncio.Future:
+async def _start_held_request(d: Daemon, engine: GatedEngine, client: AsyncClient) -> asyncio.Future:
     await asyncio.wait_for(d.wait_until(Phase.SERVING), 30)
-    request = asyncio.ensure_future(client.transcribe(one_second_wav()))
+    request = asyncio.ensure_future(client.transcribe(wav_bytes(1.0)))
     await asyncio.wait_for(asyncio.to_thread(engine.started.wait, 30), 35)
     return request
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import multiprocessing
+import time
 
 import numpy as np
 import pytest

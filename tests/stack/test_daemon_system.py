@@ -14,12 +14,17 @@ import tempfile
 import threading
 import time
 
-import numpy as np
 import pytest
 
-from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, word_recall
+from testing.speech import (
+    FOX_FILES,
+    FOX_TEXT,
+    LONG_FILE,
+    LONG_TEXT,
+    long_speech_wav,
+    word_recall,
+)
 from testing.stack import CACHE, ROOT, Daemon
-from tests.stack.reliability.media import wav
 from tests.stack.reliability.probes import cmdline, descendants, state, wait_until
 from whisperd.client import Client
 from whisperd.core.replies import DaemonStatus
@@ -159,17 +164,6 @@ def _transcribe_in_thread(path: str, audio: bytes, out: dict) -> threading.Threa
     t = threading.Thread(target=run)
     t.start()
     return t
-
-
-def long_speech_wav(repeats: int) -> bytes:
-    """LONG_FILE's speech `repeats` times over, as one valid 16 kHz WAV.
-
-    (Its MP3 bytes concatenated are not one file: the daemon would decode only the first.)
-    """
-    from whisperd.daemon.audio import decode_audio
-
-    pcm = decode_audio(LONG_FILE.read_bytes())
-    return wav((np.tile(pcm, repeats) * 32767).astype("<i2").tobytes())
 
 
 def running(path: str, kind: str) -> DaemonStatus | None:

@@ -9,7 +9,8 @@ import struct
 import pytest
 
 from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, long_speech_wav, word_recall
-from testing.stack import drops, status, wait_for
+from testing.stack import drops, status
+from tests.stack.reliability.probes import wait_until
 from whisperd.client import AsyncClient, Client
 from whisperd.core import protocol
 from whisperd.core.errors import AudioDecodeError
@@ -123,9 +124,9 @@ def test_client_that_hangs_up_mid_inference_is_dropped(fw_stack, sock_path):
         audio = long_speech_wav(4)  # ~130 s: still running when the client leaves, on any machine
         s.sendall(protocol.Request(op="transcribe", id="gone-1", audio_size=len(audio)).to_frame())
         s.sendall(protocol.frame(audio))
-        wait_for(lambda: status(sock_path).running > before.running, 60, "the long request to run")
+        wait_until(lambda: status(sock_path).running > before.running, 60, "the long request to run")
     # The dropped one is counted as dropped, never as served; the next request is answered.
-    wait_for(lambda: drops(sock_path) > before.counters.get("dropped_running", 0)
+    wait_until(lambda: drops(sock_path) > before.counters.get("dropped_running", 0)
              + before.counters.get("dropped_queued", 0), 30, "the drop")
     with Client(sock_path, timeout=120) as c:
         assert word_recall(FOX_TEXT, c.transcribe(FOX_FILES["wav"].read_bytes()).text) >= 0.8
@@ -175,13 +176,13 @@ def test_queued_work_of_a_client_that_hangs_up_is_dropped():
         long_audio = long_speech_wav(4)  # ~130 s: the slot stays busy on any machine
         busy.sendall(protocol.Request(op="transcribe", id="busy-1", audio_size=len(long_audio)).to_frame())
         busy.sendall(protocol.frame(long_audio))
-        wait_for(lambda: status(d.socket).running == 1, 60, "the long request to run")
+        wait_until(lambda: status(d.socket).running == 1, 60, "the long request to run")
         with raw_conn(d.socket) as queued:  # waits behind the long file, then hangs up
             audio = FOX_FILES["wav"].read_bytes()
             queued.sendall(protocol.Request(op="transcribe", id="queued-1", audio_size=len(audio)).to_frame())
             queued.sendall(protocol.frame(audio))
-            wait_for(lambda: status(d.socket).queue == 1, 60, "the command to queue behind it")
-        wait_for(lambda: status(d.socket).counters["dropped_queued"] == 1, 30, "the queued request to be dropped")
+            wait_until(lambda: status(d.socket).queue == 1, 60, "the command to queue behind it")
+        wait_until(lambda: status(d.socket).counters["dropped_queued"] == 1, 30, "the queued request to be dropped")
         assert read_reply(busy)["type"] == "result"  # the long one is still answered
         busy.close()
         assert_daemon_serves(d.socket)

@@ -26,7 +26,7 @@ import pytest
 
 import testing.stack
 from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, word_recall
-from testing.stack import CACHE, Daemon, Shim, drops
+from testing.stack import CACHE, Daemon, Shim, drops, status
 from tests.stack.reliability.conftest import Watched
 from tests.stack.reliability.media import tone, wav
 from tests.stack.reliability.probes import (
@@ -38,7 +38,6 @@ from tests.stack.reliability.probes import (
 )
 from tests.stack.reliability.wire import assert_openai_error, audio_form, upload
 from whisperd.client import Client
-from whisperd.core.replies import DaemonStatus
 
 FOX = FOX_FILES["wav"].read_bytes()
 LONG = LONG_FILE.read_bytes()
@@ -57,11 +56,6 @@ def in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, dict]:
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t, out
-
-
-def status(sock: str) -> DaemonStatus:
-    with Client(sock, timeout=30) as c:
-        return c.status()
 
 
 def shim_on_port(sock: str, port: int, *args: str) -> Shim:
