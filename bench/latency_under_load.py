@@ -88,20 +88,19 @@ def spawn_to_ready(engine: str, repeats: int) -> dict[str, list[float]]:
     import multiprocessing
 
     from testing.stack import CACHE
-    from whisperd.daemon.lanes.cold import ColdWorker, fork_context, warm_fork_server
+    from whisperd.daemon.lanes.cold import ColdLane, fork_context, warm_fork_server
     from whisperd.daemon.models import resolve_model
 
     model = resolve_model("tiny.en", CACHE)
     results: dict[str, list[float]] = {"naive": [], "pool": []}
 
     async def run(context) -> float:
-        w = ColdWorker("bench", model, engine=engine, device="cpu", compute_type="auto", threads=1,
-                       cache_dir=str(CACHE), context=context)
-        await w.start()
-        await w.ready.wait()
+        w = ColdLane("bench", model, engine=engine, device="cpu", compute_type="auto", threads=1,
+                     cache_dir=str(CACHE), context=context)
+        await w.start()  # returns once the worker is ready or dead
         took = w.spawn_to_ready_s
-        w.stop()
-        await w.wait_exit(10)
+        w.close()
+        await w.wait_closed(10)
         if took is None:
             raise RuntimeError(f"worker failed: {w.fatal}")
         return took

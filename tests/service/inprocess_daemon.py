@@ -54,6 +54,9 @@ class GatedEngine:
         self.cancelled = 0
         self.finished = 0
 
+    def counters(self) -> dict[str, int]:
+        return {}
+
     def transcribe(self, audio: Any, options: Options, on_segment: SegmentCallback | None = None) -> Transcript:
         duration = len(audio) / SAMPLE_RATE
         segment = Segment(0, 0, 0.0, duration, " " + self.text)

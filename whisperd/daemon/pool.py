@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from whisperd.core.constants import SAMPLE_RATE
 from whisperd.core.errors import ModelNotFound, Overloaded, ShuttingDown, WorkerFailed, WorkerTimeout
 from whisperd.core.transcript import Transcript
 from whisperd.daemon import policy
@@ -120,7 +121,7 @@ class Pool:
         finally:
             del audio  # the encoded bytes are not needed any more: nothing here holds them
             self._work_changed.set()
-        job.audio_seconds = len(pcm) / 16000
+        job.audio_seconds = len(pcm) / SAMPLE_RATE
         entry = Pending(job, pcm, asyncio.get_running_loop().create_future(), self._clock())
         del pcm  # the entry holds the samples, and lets go of them when the job ends
         self.pending.append(entry)
@@ -342,9 +343,7 @@ class Pool:
     def engine_counters(self) -> Counter[str]:
         """The engines' counters: the hot engine's, each cold lane's, and those of lanes gone."""
         total = Counter(self._retired_counters)
-        hot = getattr(self.engine, "counters", None)
-        if callable(hot):
-            total.update(hot())
+        total.update(self.engine.counters())
         for lane in self.cold.values():
             total.update(lane.counters())
         return total

@@ -117,14 +117,8 @@ def worker_main(conn: Any, model: ModelInfo, engine_name: str, device: str, comp
         except Exception as exc:
             reply = {"type": "error", "id": job_id,
                      "error": {"code": "engine_error", "message": f"transcription failed: {exc}"}}
-        _send(conn, {**reply, "counters": engine_counters(engine)})
+        _send(conn, {**reply, "counters": engine.counters()})
         cancelled.discard(job_id)
-
-
-def engine_counters(engine: Any) -> dict[str, int]:
-    """The engine's counters, or none from an engine that keeps none."""
-    counters = getattr(engine, "counters", None)
-    return dict(counters()) if callable(counters) else {}
 
 
 _context: Any = None
@@ -201,10 +195,6 @@ class ColdLane(Lane):
         await self.dead.wait()
 
     @property
-    def stopping(self) -> bool:
-        return self.closing
-
-    @property
     def exit_code(self) -> int | None:
         return self.process.exitcode
 
@@ -253,8 +243,7 @@ class ColdLane(Lane):
         elif kind == "result" and not self._result.done():
             self._result.set_result(Transcript.from_dict(msg["result"]))
         elif kind == "error" and not self._result.done():
-            err = WhisperdError.from_wire(msg["error"])
-            self._result.set_exception(JobCancelled(err.message) if err.code == "cancelled" else err)
+            self._result.set_exception(WhisperdError.from_wire(msg["error"]))  # "cancelled": JobCancelled
 
     def _on_exit(self) -> None:
         self._set_state(LaneState.DEAD)
@@ -315,8 +304,6 @@ class ColdLane(Lane):
         except OSError:
             pass
 
-    stop = close
-
     def kill(self) -> None:
         if self.process.pid is not None and self.process.is_alive():
             self.process.kill()
@@ -330,11 +317,6 @@ class ColdLane(Lane):
         if self.process.pid is not None:
             await asyncio.to_thread(self.process.join, 5)
         self._conn.close()
-
-    wait_exit = wait_closed
-
-
-ColdWorker = ColdLane  # the name bench/ and older tests know
 
 
 def cold_lane_factory(config: "DaemonConfig", engine: "Engine") -> LaneFactory:
