@@ -133,7 +133,7 @@ async def _audio_within(request: web.Request, task: str, lease: Lease) -> web.St
 
 
 async def _transcribe(request: web.Request, audio: bytes, model: str | None, options: dict[str, Any],
-                      **stream: Any) -> dict[str, Any]:
+                      **stream: Any) -> TranscribeResult:
     timeout = request.app[CONFIG].transcript_timeout
     try:
         # Cancelled here (timeout or the HTTP client hung up), the socket client drops its

@@ -232,8 +232,11 @@ def build(
                       skip_unreadable=skip_unreadable_default and not explicit)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    places: dict[str | None, list[_Place]] = {}  # by fallback section: most settings share one list
     for s in settings:
-        found = _lookup(s, _places(section, path, cli, env, file, s.fallback), warn)
+        if s.fallback not in places:
+            places[s.fallback] = _places(section, path, cli, env, file, s.fallback)
+        found = _lookup(s, places[s.fallback], warn)
         if found is None:
             values[s.name], sources[s.name] = s.default, "default"
             continue
