@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import av
 import numpy as np
@@ -163,13 +163,45 @@ def _decode_with_av(
 ) -> np.ndarray:
     chunks: list[np.ndarray] = []
     try:
-        return _decode_into(chunks, buf, max_samples, max_duration_s)
+        for chunk in _av_chunks(buf, max_samples, max_duration_s):
+            chunks.append(chunk)
     except WhisperdError:
         # A refused file (too long, a bomb) must not leave its decoded samples behind:
         # drop them and hand the freed heap back to the OS (a bomb can decode ~1 GB).
         chunks.clear()
         _return_memory()
         raise
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+
+def stream_audio(
+    data: bytes | bytearray | memoryview, *, max_duration_s: float | None = None
+) -> Iterator[np.ndarray]:
+    """`decode_audio`, as a stream: 16 kHz mono float32 chunks, each a copy the caller owns.
+
+    Memory stays that of one FFmpeg frame (or `STREAM_CHUNK` samples of a plain WAV)
+    whatever the file's length: a 4-hour upload is never one array. The same errors
+    as `decode_audio`, raised when reached (a file that turns out mostly corrupt
+    only at its end raises after its good chunks were yielded).
+    """
+    buf = _byte_view(data)
+    if len(buf) == 0:
+        raise AudioEmpty("the audio file is empty (0 bytes)")
+    max_samples = None if max_duration_s is None else int(max_duration_s * SAMPLE_RATE)
+    pcm = _pcm16_mono_16k_wav_data(buf)
+    if pcm is None:
+        yield from _av_chunks(buf, max_samples, max_duration_s)
+        return
+    n = _check_length(len(pcm) // 2, max_samples, max_duration_s)
+    if n == 0:
+        raise AudioEmpty("the audio file contains no samples")
+    for start in range(0, n, STREAM_CHUNK):
+        part = pcm[start * 2 : min(n, start + STREAM_CHUNK) * 2]
+        yield np.frombuffer(part, dtype="<i2").astype(np.float32) / np.float32(32768.0)
+
+
+# A plain WAV streams in chunks of this many samples (10 s).
+STREAM_CHUNK = 10 * SAMPLE_RATE
 
 
 def _return_memory() -> None:
@@ -181,9 +213,15 @@ def _return_memory() -> None:
         pass
 
 
-def _decode_into(
-    chunks: list[np.ndarray], buf: memoryview, max_samples: int | None, max_duration_s: float | None
-) -> np.ndarray:
+def _clean(chunk: np.ndarray) -> np.ndarray:
+    chunk = chunk.astype(np.float32, copy=True)  # a copy we own, not a view into FFmpeg's frame
+    # Lossy decoders overshoot full scale a little; a corrupt packet can yield NaN.
+    np.nan_to_num(chunk, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+    np.clip(chunk, -1.0, 1.0, out=chunk)
+    return chunk
+
+
+def _av_chunks(buf: memoryview, max_samples: int | None, max_duration_s: float | None) -> Iterator[np.ndarray]:
     try:
         container = _open(buf)
     except Exception as exc:
@@ -195,13 +233,13 @@ def _decode_into(
     good_packets = bad_packets = 0
     broken_at_end = False
 
-    def collect(frames: Iterable[av.AudioFrame]) -> None:
+    def collect(frames: Iterable[av.AudioFrame]) -> Iterator[np.ndarray]:
         nonlocal total
         for out in frames:
             chunk = out.to_ndarray().reshape(-1)
             if chunk.size:
-                chunks.append(chunk)
                 total = _check_length(total + chunk.size, max_samples, max_duration_s)
+                yield _clean(chunk)
 
     with container:
         stream = _audio_stream(container)
@@ -230,18 +268,18 @@ def _decode_into(
                         # Rate, layout or sample format changed mid-stream (chained
                         # Ogg, some MP3s): finish the old resampler, start a new one.
                         if shape is not None:
-                            collect(resampler.resample(None))
+                            yield from collect(resampler.resample(None))
                             resampler = _resampler()
                         shape = frame_shape
                     frame.pts = None  # timestamps of broken files only confuse the filter
-                    collect(resampler.resample(frame))
+                    yield from collect(resampler.resample(frame))
         except WhisperdError:
             raise
         except Exception:
             # The container breaks off (a truncated upload): keep what decoded.
             broken_at_end = True
         try:
-            collect(resampler.resample(None))
+            yield from collect(resampler.resample(None))
         except WhisperdError:
             raise
         except Exception:
@@ -258,12 +296,6 @@ def _decode_into(
             f"{_DECODE_FAILED}: the audio data is corrupt "
             f"({bad_packets} of {bad_packets + good_packets} packets are unreadable)"
         )
-
-    samples = np.concatenate(chunks).astype(np.float32, copy=False)  # a copy we own
-    # Lossy decoders overshoot full scale a little; a corrupt packet can yield NaN.
-    np.nan_to_num(samples, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
-    np.clip(samples, -1.0, 1.0, out=samples)
-    return samples
 
 
 def _open(buf: memoryview) -> av.container.InputContainer:

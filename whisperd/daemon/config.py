@@ -60,6 +60,14 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
             "seconds an idle cold worker stays loaded (exits are staggered)"),
     Setting("long_audio_seconds", 30.0, bounded(float, 1.0, 86400.0),
             "audio longer than this goes to a cold worker, keeping the hot one for commands"),
+    Setting("window_mode", "windows", choice("windows", "whole"),
+            "a recording longer than one window: 'windows' (cut at pauses into windows of at most 30 s "
+            "that every free lane takes) or 'whole' (one job on one lane, the path before windows)"),
+    Setting("window_vad", "auto", choice("auto", "silero", "energy"),
+            "what finds the pauses windows are cut at: Silero VAD (auto: when onnxruntime loads it) or energy"),
+    Setting("decoded_audio_budget", 256 << 20, parse_size,
+            "decoded audio (float32) that queued and running work may hold; past it requests are refused "
+            "as overloaded"),
     Setting("worker_timeout", 300.0, bounded(float, 0.1, 86400.0),
             "seconds a cold worker may take per minute of audio (at least one minute's worth) before it is killed"),
     Setting("queue_size", 64, bounded(int, 1, 100000), "requests waiting beyond this are refused"),
@@ -92,6 +100,9 @@ class DaemonConfig:
     max_cold_workers: int
     worker_idle_timeout: float
     long_audio_seconds: float
+    window_mode: str
+    window_vad: str
+    decoded_audio_budget: int
     worker_timeout: float
     queue_size: int
     shutdown_grace: float

@@ -140,11 +140,16 @@ class Daemon:
         if not await self._unless_forced(loading) or self.should_exit:
             return  # told to stop while the model loaded: nothing to serve
         engine, threads = loading.result()
-        lanes = hot_lanes(engine, model.name)
+        lanes = hot_lanes(engine, model.name, threads)
         pool = Pool(config, lanes, served_models(config, model))
         if config.max_cold_workers > 0:
             # The fork server imports torch/ctranslate2 once, in the background; workers fork from it.
             asyncio.get_running_loop().run_in_executor(None, warm_fork_server, engine.name == "openai-whisper")
+        if config.window_mode == "windows":
+            # The pause detector (Silero's ONNX model) loads now, not on the first long file.
+            from whisperd.daemon.windows import default_detector
+
+            asyncio.get_running_loop().run_in_executor(None, default_detector, config.window_vad)
         self.server = server = Server(config, model, pool)
         pool.start()
         if activated:

@@ -8,9 +8,15 @@ The rules, in order of importance:
 3. The hot worker is kept for short work: a long job (> `long_audio_s`) is not
    started on the hot worker while a cold worker could take it - one is idle,
    loading or may be spawned - so a voice command never waits behind it.
+   A window of a long recording (a job with `window`) may take a hot slot as
+   long as another hot slot stays idle for commands; with a single slot, it
+   follows the long-job rule.
 4. A cold worker is spawned when a queued job would finish sooner on a new
    worker (load time + its cost) than on any existing lane, within the cap and
    the free memory; it gets half the cores, as it runs beside the hot worker.
+   For windows the measure is the request's remaining audio: a spawn pays off
+   when the rest of the recording takes longer than a load, and while the
+   lanes busy with windows use fewer threads than there are cores.
 5. Idle cold workers exit after `idle_timeout_s`, at most one every
    `reap_stagger_s`, so a burst does not end in a cliff of exits.
 """
@@ -26,6 +32,13 @@ class JobFacts:
     audio_s: float
     model: str
     waited_s: float = 0.0
+    # A window of a long recording: `request_s` is the audio its request has left from it on.
+    request_s: float | None = None
+    window: bool = False
+
+    @property
+    def order_s(self) -> float:
+        return self.audio_s if self.request_s is None else self.request_s
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,8 @@ class WorkerFacts:
     state: str  # "idle" | "busy" | "loading"
     busy_remaining_s: float = 0.0  # estimated seconds until busy/loading ends
     idle_s: float = 0.0  # how long it has been idle
+    threads: int = 1  # CPU threads it decodes with
+    on_window: bool = False  # busy with a window of a long recording
 
 
 @dataclass(frozen=True)
@@ -70,7 +85,7 @@ class Decision:
 
 
 def job_order(jobs: tuple[JobFacts, ...], ageing: float) -> list[JobFacts]:
-    return sorted(jobs, key=lambda j: (j.audio_s - ageing * j.waited_s, j.waited_s * -1, j.id))
+    return sorted(jobs, key=lambda j: (j.order_s - ageing * j.waited_s, j.waited_s * -1, j.id))
 
 
 # More slots than this gain little: each needs a core, and single requests slow down.
@@ -116,8 +131,11 @@ def decide(facts: Facts, settings: Settings) -> Decision:
     # run out as the loop goes on, so every later job of the class would be skipped anyway.
     # Keeps a decision over a deep queue linear in the jobs (the framework's ceiling).
     settled: set[tuple[str, bool]] = set()
+    # Threads busy with windows (and cold lanes loading for them): spawns stop at the cores.
+    window_threads = sum(w.threads for w in facts.workers if w.on_window or (w.kind == "cold" and w.state == "loading"))
+    cold_threads = max(1, facts.cpu_cores // 2)
     for job in job_order(facts.jobs, settings.ageing):
-        long_job = job.audio_s > settings.long_audio_s
+        long_job = job.window or job.audio_s > settings.long_audio_s
         if (job.model, long_job) in settled:
             continue
         cost = job.audio_s * facts.seconds_per_audio_s
@@ -125,9 +143,14 @@ def decide(facts: Facts, settings: Settings) -> Decision:
         can_spawn = (job.model not in facts.no_spawn_models and cold_slots > 0
                      and free_mb - facts.worker_memory_mb.get(job.model, 1e9) >= settings.memory_reserve_mb)
         cold_possible = can_spawn or any(w.kind == "cold" for w in lanes)
+        hot_slots = sum(1 for w in lanes if w.kind == "hot")
 
         candidates = [w for w in lanes if w.id in idle]
-        if long_job and cold_possible:
+        if job.window and hot_slots >= 2:
+            idle_hot = sum(1 for w in candidates if w.kind == "hot")
+            if idle_hot < 2:  # the last idle hot slot stays free for a command
+                candidates = [w for w in candidates if w.kind == "cold"]
+        elif long_job and cold_possible:
             candidates = [w for w in candidates if w.kind == "cold"]  # rule 3
         # Short work prefers the hot worker; long work a cold one.
         candidates.sort(key=lambda w: (w.kind != ("cold" if long_job else "hot"), w.id))
@@ -136,15 +159,24 @@ def decide(facts: Facts, settings: Settings) -> Decision:
             assign.append((job.id, chosen.id))
             del idle[chosen.id]
             pending_free[chosen.id] = cost
+            if job.window:
+                window_threads += chosen.threads
             continue
-        # Nobody idle can take it: would a new worker finish it sooner than any lane frees up?
-        soonest = min((pending_free.get(w.id, 0.0) for w in lanes
-                       if not (long_job and cold_possible and w.kind == "hot")), default=None)
         spawned_for_model = sum(1 for m, _ in spawn if m == job.model)
-        if can_spawn and (soonest is None or facts.load_s < soonest) and spawned_for_model == 0:
+        if job.window:
+            # Would a new lane pay off? The rest of the recording must outlast its load.
+            worth = job.order_s * facts.seconds_per_audio_s > facts.load_s and window_threads < facts.cpu_cores
+        else:
+            # Nobody idle can take it: would a new worker finish it sooner than any lane frees up?
+            soonest = min((pending_free.get(w.id, 0.0) for w in lanes
+                           if not (long_job and cold_possible and w.kind == "hot")), default=None)
+            worth = soonest is None or facts.load_s < soonest
+        if can_spawn and worth and spawned_for_model == 0:
             spawn.append((job.model, 0))  # threads filled in below
             cold_slots -= 1
             free_mb -= facts.worker_memory_mb.get(job.model, 0.0)
+            if job.window:
+                window_threads += cold_threads
         settled.add((job.model, long_job))
 
     reap: list[str] = []
@@ -157,5 +189,5 @@ def decide(facts: Facts, settings: Settings) -> Decision:
 
     # A cold worker runs beside the hot one by design: give it half the cores, so
     # the two together do not oversubscribe the machine.
-    spawn = [(model, max(1, facts.cpu_cores // 2)) for model, _ in spawn]
+    spawn = [(model, cold_threads) for model, _ in spawn]
     return Decision(tuple(assign), tuple(spawn), tuple(reap))

@@ -21,7 +21,15 @@ from typing import Any, Callable
 import numpy as np
 
 from whisperd.core.constants import SAMPLE_RATE
-from whisperd.core.errors import ModelNotFound, Overloaded, ShuttingDown, WorkerFailed, WorkerTimeout
+from whisperd.core.errors import (
+    AudioTooLong,
+    ModelNotFound,
+    Overloaded,
+    ShuttingDown,
+    WhisperdError,
+    WorkerFailed,
+    WorkerTimeout,
+)
 from whisperd.core.transcript import Transcript
 from whisperd.daemon import policy
 from whisperd.daemon.config import DaemonConfig
@@ -29,6 +37,8 @@ from whisperd.daemon.decoding import Decoder
 from whisperd.daemon.jobs import Job, JobCancelled
 from whisperd.daemon.lanes.base import Lane, LaneFactory, LaneState
 from whisperd.daemon.resources import Resources
+from whisperd.daemon.windowed import WindowedRequest
+from whisperd.daemon.windows import MAX_WINDOW_SECONDS, Window
 from whisperd.engines.base import Engine, ModelInfo
 
 log = logging.getLogger("whisperd.pool")
@@ -43,12 +53,23 @@ FIRST_IN_LINE_S = 1e6
 POOL_COUNTERS = ("retries", "dropped_queued", "dropped_running", "timeouts", "idle_exits", "crashes", "spawns")
 
 
+# Bytes of one second of decoded audio (float32 at 16 kHz).
+BYTES_PER_SECOND = SAMPLE_RATE * 4
+# A file whose headers claim at most one window is decoded whole, up to this many
+# windows' worth: a header that lies about a long file cannot expand it further.
+WHOLE_DECODE_WINDOWS = 2
+
+
 @dataclass(eq=False)
 class Pending:
+    """A unit of work: a whole request, or one window of a long one (`request` set)."""
+
     job: Job
     pcm: np.ndarray
-    future: asyncio.Future
+    future: asyncio.Future  # a window's is its request's
     enqueued: float
+    window: Window | None = None
+    request: WindowedRequest | None = None
 
 
 class Pool:
@@ -80,7 +101,13 @@ class Pool:
         self.cold: dict[str, Lane] = {}
         self.pending: list[Pending] = []
         self.running: dict[str, tuple[Lane, Pending]] = {}  # job id → (lane, pending)
+        self.running_on: dict[str, Pending] = {}  # lane id → what it runs
         self.decoder = Decoder(config.max_audio_seconds)
+        # Windows a long request may have queued or running at once: one for each lane there could be.
+        self.lookahead = max(2, len(hot) + config.max_cold_workers)
+        self.active = 0  # requests submitted and not yet answered
+        self.requests: set[WindowedRequest] = set()  # long requests under way
+        self.reserved_bytes = 0  # decoded audio the requests under way may hold (the budget's measure)
         self.resources = resources if resources is not None else Resources(self.engine.device, models)
         self.counters: Counter[str] = Counter({name: 0 for name in POOL_COUNTERS})
         self._retired_counters: Counter[str] = Counter()  # engine counters of cold lanes gone
@@ -105,32 +132,178 @@ class Pool:
         return len(self.pending) + self.decoder.in_progress
 
     async def submit(self, job: Job, audio: bytes) -> tuple[Transcript, str]:
-        """Decode, queue, run; returns the transcript and the name of the lane that served it."""
+        """Decode, queue, run; returns the transcript and the name(s) of the lane(s) that served it."""
         if self._closing:
             raise ShuttingDown("the daemon is shutting down")
         if job.model not in self.models:
             raise ModelNotFound(f"model {job.model!r} is not served here")
-        if self.queue_depth + len(self.running) >= self.config.queue_size:
-            raise Overloaded(f"{self.queue_depth} requests are waiting; try again shortly")
+        if self.active >= self.config.queue_size:
+            raise Overloaded(f"{self.active} requests are under way; try again shortly")
+        self.active += 1
+        box = [audio]  # the only reference: whoever decodes it lets go of it
+        del audio
         try:
-            pcm = await self.decoder.decode(audio)
+            if self.config.window_mode == "whole":
+                return await self._submit_whole(job, box, self.config.max_audio_seconds)
+            duration = await self._probe(job, box[0])
+            if duration is not None and duration <= MAX_WINDOW_SECONDS:
+                limit = min(self.config.max_audio_seconds, WHOLE_DECODE_WINDOWS * MAX_WINDOW_SECONDS)
+                try:
+                    return await self._submit_whole(job, box, limit)
+                except AudioTooLong:
+                    if limit >= self.config.max_audio_seconds:
+                        raise
+                    duration = None  # the headers lied: longer than they said, so stream it
+            return await self._submit_windows(job, box.pop(), duration)
+        finally:
+            self.active -= 1
+            self._work_changed.set()
+
+    async def _probe(self, job: Job, audio: bytes) -> float | None:
+        try:
+            return await self.decoder.probe(audio)
         except asyncio.CancelledError:
+            job.cancelled = True
+            self.counters["dropped_queued"] += 1
+            raise
+
+    def _reserve(self, nbytes: int) -> None:
+        """Hold `nbytes` of the decoded-audio budget, or refuse before it is exceeded."""
+        budget = self.config.decoded_audio_budget
+        if self.reserved_bytes + nbytes > budget:
+            raise Overloaded(
+                f"the decoded-audio budget ({budget >> 20} MiB) is taken by the requests under way; "
+                "try again shortly")
+        self.reserved_bytes += nbytes
+
+    async def _submit_whole(self, job: Job, box: list[bytes], limit: float) -> tuple[Transcript, str]:
+        """The request as one job: decoded whole, run on one lane. `box` holds the encoded
+        bytes; emptied once decoded (kept when the audio is longer than `limit`)."""
+        try:
+            pcm = await self.decoder.decode(box[0], limit)
+        except AudioTooLong:
+            raise
+        except asyncio.CancelledError:
+            box.clear()
             job.cancelled = True
             self.counters["dropped_queued"] += 1  # gone before it was even queued
             raise
-        finally:
-            del audio  # the encoded bytes are not needed any more: nothing here holds them
-            self._work_changed.set()
-        job.audio_seconds = len(pcm) / SAMPLE_RATE
-        entry = Pending(job, pcm, asyncio.get_running_loop().create_future(), self._clock())
-        del pcm  # the entry holds the samples, and lets go of them when the job ends
-        self.pending.append(entry)
-        self._schedule()
-        try:
-            return await asyncio.shield(entry.future)
-        except asyncio.CancelledError:
-            self.cancel(entry)
+        except BaseException:
+            box.clear()
             raise
+        finally:
+            self._work_changed.set()
+        box.clear()  # the encoded bytes are not needed any more: nothing here holds them
+        held = pcm.nbytes
+        self._reserve(held)
+        try:
+            job.audio_seconds = len(pcm) / SAMPLE_RATE
+            entry = Pending(job, pcm, asyncio.get_running_loop().create_future(), self._clock())
+            del pcm  # the entry holds the samples, and lets go of them when the job ends
+            self.pending.append(entry)
+            self._schedule()
+            try:
+                return await asyncio.shield(entry.future)
+            except asyncio.CancelledError:
+                self.cancel(entry)
+                raise
+        finally:
+            self.reserved_bytes -= held
+
+    async def _submit_windows(self, job: Job, audio: bytes, duration: float | None) -> tuple[Transcript, str]:
+        """The request as a chain of windows, decoded as they are needed and run on any free lane."""
+        # What it may hold at once: its windows in flight, the one being cut, the decoder's slack.
+        held = int((self.lookahead + 2) * MAX_WINDOW_SECONDS * BYTES_PER_SECOND)
+        self._reserve(held)
+        request = WindowedRequest(job, asyncio.get_running_loop().create_future(), duration_hint=duration)
+        job.audio_seconds = duration or 0.0
+        self.requests.add(request)
+        feeder = asyncio.ensure_future(self._feed(request, audio))
+        del audio  # the feeder's decoder holds the encoded bytes until the last window is cut
+        try:
+            return await asyncio.shield(request.future)
+        except asyncio.CancelledError:
+            self._drop_request(request, None)
+            raise
+        finally:
+            if not feeder.done():
+                feeder.cancel()
+            await asyncio.gather(feeder, return_exceptions=True)
+            self.requests.discard(request)
+            self.reserved_bytes -= held
+            self._work_changed.set()
+
+    async def _feed(self, request: WindowedRequest, audio: bytes) -> None:
+        """Cut windows off the recording, as fast as lanes take them (at most `lookahead` ahead)."""
+        from whisperd.daemon.audio import stream_audio
+        from whisperd.daemon.windows import Windower, default_detector
+
+        windower = Windower(default_detector(self.config.window_vad), request.job.chunking)
+        windows = windower.windows(stream_audio(audio, max_duration_s=self.config.max_audio_seconds))
+        del audio
+        pulling: asyncio.Future | None = None
+        try:
+            while not (request.cancelled or self._closing):
+                await request.room.wait()
+                if request.cancelled or self._closing:
+                    break
+                self.decoder.in_progress += 1
+                try:
+                    pulling = self.decoder.next_window(windows)
+                    window = await asyncio.shield(pulling)
+                finally:
+                    self.decoder.in_progress -= 1
+                pulling = None
+                request.decoded_samples = windower.total_samples
+                if window is None:
+                    request.source_done = True
+                    self._settle_request(request)
+                    break
+                if request.cancelled:
+                    break
+                job = request.window_job(window)
+                self.pending.append(Pending(job, window.pcm, request.future, self._clock(),
+                                            window=window, request=request))
+                if len(request.in_flight) >= self.lookahead:
+                    request.room.clear()
+                self._schedule()
+        except WhisperdError as err:
+            self._drop_request(request, err)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - a bug in the cutter costs this request, not the daemon
+            log.exception("request %s: cutting windows failed", request.job.id)
+            self._drop_request(request, WhisperdError(f"decoding failed: {type(exc).__name__}"))
+        finally:
+            if pulling is not None and not pulling.done():
+                # A decode thread is inside the stream: close it once that pull returns.
+                pulling.add_done_callback(lambda _: windows.close())
+            else:
+                windows.close()  # closes the container: the encoded bytes go with it
+
+    def _settle_request(self, request: WindowedRequest) -> None:
+        if request.complete and not request.future.done():
+            request.job.audio_seconds = request.decoded_samples / SAMPLE_RATE
+            request.future.set_result((request.transcript(), request.lane_names()))
+
+    def _drop_request(self, request: WindowedRequest, err: BaseException | None) -> None:
+        """Stop every window of `request`: queued ones are dropped, running ones cancelled.
+        `err` is its answer; None: the client went away."""
+        request.cancelled = True
+        request.job.cancelled = err is None or request.job.cancelled
+        for entry in [p for p in self.pending if p.request is request]:
+            self.pending.remove(entry)
+            entry.job.cancelled = True
+            self.counters["dropped_queued"] += 1
+        for lane, entry in list(self.running.values()):
+            if entry.request is request:
+                lane.cancel(entry.job)
+                self.counters["dropped_running"] += 1
+        if not request.future.done():
+            request.future.set_exception(err if err is not None else JobCancelled("the client went away"))
+            request.future.exception()  # retrieved: the waiter may be gone
+        request.room.set()  # the feeder wakes, sees it cancelled and stops
+        self._work_changed.set()
 
     def cancel(self, entry: Pending) -> None:
         entry.job.cancelled = True
@@ -165,11 +338,24 @@ class Pool:
                 remaining = max(0.0, self._load_estimate() - (now - lane.spawned_at))
             else:
                 remaining = max(0.0, lane.busy_until - now)
+            running = self.running_on.get(lane.id)
             facts.append(policy.WorkerFacts(
                 lane.id, lane.kind, lane.model, state.value, remaining,
                 now - lane.idle_since if state is LaneState.IDLE else 0.0,
+                threads=lane.threads, on_window=running is not None and running.request is not None,
             ))
         return facts
+
+    @staticmethod
+    def _job_facts(entry: Pending, now: float) -> policy.JobFacts:
+        job, waited = entry.job, now - entry.enqueued
+        if entry.request is None or entry.window is None:
+            return policy.JobFacts(job.id, job.audio_seconds, job.model, waited)
+        request = entry.request
+        known = request.duration_hint or request.decoded_samples / SAMPLE_RATE
+        # A window is ordered by the audio its request has left from it on: shortest work first.
+        remaining = max(entry.window.seconds, known - entry.window.start_s)
+        return policy.JobFacts(job.id, job.audio_seconds, job.model, waited, request_s=remaining, window=True)
 
     def _load_estimate(self) -> float:
         return median(self.spawn_times[-9:]) if self.spawn_times else 1.5
@@ -187,8 +373,7 @@ class Pool:
         if not self._may_act(now):
             return
         facts = policy.Facts(
-            jobs=tuple(policy.JobFacts(p.job.id, p.job.audio_seconds, p.job.model, now - p.enqueued)
-                       for p in self.pending),
+            jobs=tuple(self._job_facts(p, now) for p in self.pending),
             workers=tuple(self._worker_facts(now)),
             cpu_cores=os.cpu_count() or 1,
             free_memory_mb=self._free_memory(now),
@@ -205,6 +390,7 @@ class Pool:
             lane = self._hot_by_id.get(lane_id) or self.cold[lane_id]
             lane.claim(now + entry.job.audio_seconds * self.seconds_per_audio_s)
             self.running[job_id] = (lane, entry)
+            self.running_on[lane.id] = entry
             self._background(self._run_on(lane, entry))
         for model, threads in decision.spawn:
             if not self._closing:
@@ -240,27 +426,52 @@ class Pool:
     async def _run_on(self, lane: Lane, entry: Pending) -> None:
         job = entry.job
         started = self._clock()
+        if entry.request is not None:
+            entry.request.before_run(job)
         try:
             transcript = await lane.run(job, entry.pcm)
         except WorkerFailed as err:
             self._settle_failure(lane, entry, err)
         except BaseException as err:  # noqa: B902 - every outcome must reach the waiting client
-            if not entry.future.done():
-                entry.future.set_exception(err)
+            self._fail(entry, err)
         else:
             took = self._clock() - started
             if job.audio_seconds >= 1:
                 # Smoothed processing cost per audio second, for the policy's estimates.
                 self.seconds_per_audio_s = 0.7 * self.seconds_per_audio_s + 0.3 * (took / job.audio_seconds)
-            if not entry.future.done():
-                entry.future.set_result((transcript, lane.name))
+            self._succeed(entry, transcript, lane.name)
         finally:
             self.running.pop(job.id, None)
-            if entry.future.done() or job.cancelled:
-                entry.pcm = np.empty(0, np.float32)
+            if self.running_on.get(lane.id) is entry:
+                del self.running_on[lane.id]
+            retried = entry in self.pending
+            if not retried and (entry.future.done() or job.cancelled or entry.request is not None):
+                entry.pcm = np.empty(0, np.float32)  # a window's samples go once it has run
             self._work_changed.set()
             self._schedule()
             self.on_change()
+
+    def _succeed(self, entry: Pending, transcript: Transcript, lane_name: str) -> None:
+        request = entry.request
+        if request is None or entry.window is None:
+            if not entry.future.done():
+                entry.future.set_result((transcript, lane_name))
+            return
+        if request.cancelled:
+            return
+        request.window_done(entry.window, transcript, lane_name)
+        if len(request.in_flight) < self.lookahead:
+            request.room.set()
+        self._settle_request(request)
+
+    def _fail(self, entry: Pending, err: BaseException) -> None:
+        """The job (or window) failed for a reason a retry would not change: answer its request."""
+        if entry.request is not None:
+            if isinstance(err, JobCancelled) and entry.request.cancelled:
+                return  # the request was dropped already
+            self._drop_request(entry.request, err)
+        elif not entry.future.done():
+            entry.future.set_exception(err)
 
     def _settle_failure(self, lane: Lane, entry: Pending, err: WorkerFailed) -> None:
         job = entry.job
@@ -277,8 +488,7 @@ class Pool:
             entry.enqueued = self._clock() - FIRST_IN_LINE_S
             self.pending.insert(0, entry)
             return
-        if not entry.future.done():
-            entry.future.set_exception(err)
+        self._fail(entry, err)
 
     # --- cold lanes --------------------------------------------------------------------
 
@@ -328,9 +538,9 @@ class Pool:
         if any(lane.model == model for lane in self._lanes() if lane.state is not LaneState.DEAD):
             return
         for entry in [p for p in self.pending if p.job.model == model]:
-            self.pending.remove(entry)
-            if not entry.future.done():
-                entry.future.set_exception(WorkerFailed(f"no worker could load model {model}: {reason}"))
+            if entry in self.pending:  # a request's other windows go with the first
+                self.pending.remove(entry)
+                self._fail(entry, WorkerFailed(f"no worker could load model {model}: {reason}"))
         self._work_changed.set()
 
     async def _ticker(self) -> None:
@@ -351,6 +561,8 @@ class Pool:
     def status(self) -> dict[str, Any]:
         return {
             "queue": self.queue_depth,
+            "windowed": len(self.requests),
+            "decoded_audio_reserved": self.reserved_bytes,
             "running": len(self.running),
             "workers": {"hot": 1, "cold": len(self.cold)},
             "hot_slots": len(self.hot),
@@ -366,7 +578,7 @@ class Pool:
         return {lane.model for lane in self._lanes() if lane.state in (LaneState.IDLE, LaneState.BUSY)}
 
     def _has_work(self) -> bool:
-        return bool(self.pending or self.running or self.decoder.in_progress)
+        return bool(self.pending or self.running or self.decoder.in_progress or self.requests)
 
     async def drain(self, grace: float) -> None:
         """Finish queued and running work within `grace`, then stop every lane."""
@@ -379,6 +591,8 @@ class Pool:
             except asyncio.TimeoutError:
                 break
         self._closing = True
+        for request in list(self.requests):
+            self._drop_request(request, ShuttingDown("the daemon is shutting down"))
         for entry in self.pending:
             if not entry.future.done():
                 entry.future.set_exception(ShuttingDown("the daemon is shutting down"))

@@ -38,6 +38,9 @@ COUNTER_NAMES: tuple[str, ...] = (
                                                             *short_path.DECLINE_REASONS)),
     "digital_silence",  # answered without running the model
     "full_path_decodes",  # the 30 s path ran (first choice or after a fallback)
+    "temperature_fallbacks",  # a 30 s window's greedy decode failed Whisper's test (engines/fallback.py)
+    "fallback_decodes",  # decodes at a temperature above 0 that followed
+    "repetition_confirmed",  # a repetitive window whose words a second decode confirmed
 )
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from whisperd.core.constants import COMPRESSION_RATIO_THRESHOLD, HOP_LENGTH, LOGPROB_THRESHOLD
 from whisperd.core.errors import EngineError
 from whisperd.core.transcript import Segment, Transcript, Word
-from whisperd.engines import common, short_path
+from whisperd.engines import common, fallback, short_path
 from whisperd.engines.base import ModelInfo, Options, SegmentCallback
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,9 @@ class FasterWhisperEngine:
         except ValueError as exc:  # e.g. a compute type this device cannot do
             raise EngineError(f"cannot load {model.name} with faster-whisper: {exc}") from None
         self._counters = common.EngineCounters()
+        # Whisper's temperature fallback, minus the re-decodes of speech that truly repeats.
+        self._model.generate_with_fallback = fallback.agreeing_fallback(  # type: ignore[method-assign]
+            self._model.generate_with_fallback, self._counters.add)
 
     def counters(self) -> dict[str, int]:
         return self._counters.snapshot()

@@ -58,6 +58,7 @@ class Lane(abc.ABC):
         self.busy_until = 0.0  # the pool's estimate of when the job it runs ends
         self.served = 0
         self.pid: int | None = None  # its own process, if it has one
+        self.threads = 1  # CPU threads it decodes with (a fact for the policy)
         self.fatal: WhisperdError | None = None  # why it could not start, when it says
         self._close_requested = False
 

@@ -276,6 +276,9 @@ class ColdLane(Lane):
             self.kill()
             raise WorkerTimeout(f"worker {self.id} took longer than {timeout:.0f} s and was stopped") from None
         except OSError as exc:
+            # The process died before its reader saw it: take nothing more meanwhile.
+            self._begin_close()
+            self.kill()
             raise WorkerFailed(f"worker {self.id} is gone: {exc}") from None
         finally:
             self._job, self._result, self._attempt_id = None, None, None

@@ -24,11 +24,12 @@ from whisperd.engines.base import Engine
 class HotLane(Lane):
     kind = "hot"
 
-    def __init__(self, engine: Engine, model: str, slot: int = 1, *,
+    def __init__(self, engine: Engine, model: str, slot: int = 1, *, threads: int = 1,
                  clock: Callable[[], float] = time.monotonic) -> None:
         # name "hot" for every slot: clients see one worker.
         super().__init__("hot" if slot == 1 else f"hot-{slot}", "hot", model, state=LaneState.IDLE, clock=clock)
         self.engine = engine
+        self.threads = threads
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=self.id)
 
     async def run(self, job: Job, pcm: np.ndarray) -> Transcript:
@@ -52,6 +53,6 @@ class HotLane(Lane):
         self._thread.shutdown(wait=False, cancel_futures=True)
 
 
-def hot_lanes(engine: Engine, model: str) -> list[HotLane]:
-    """One lane per request the engine decodes at once (its slots)."""
-    return [HotLane(engine, model, i + 1) for i in range(max(1, engine.concurrency))]
+def hot_lanes(engine: Engine, model: str, threads: int = 1) -> list[HotLane]:
+    """One lane per request the engine decodes at once (its slots), `threads` CPU threads each."""
+    return [HotLane(engine, model, i + 1, threads=threads) for i in range(max(1, engine.concurrency))]
