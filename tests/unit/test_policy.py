@@ -161,3 +161,58 @@ def test_a_deep_queue_still_sees_the_other_models_job_at_its_end():
     jobs = [job(f"c{i}", 2.0) for i in range(200)] + [job("b", 2.0, model="base", waited=0.0)]
     d = decide(facts(jobs, (busy,)), S)
     assert d.assign == () and d.spawn == (("base", 1),)
+
+
+# --- windows of a long recording -----------------------------------------------------------
+
+HOT2 = WorkerFacts("hot-2", "hot", "tiny.en", "idle")
+
+
+def window(id, remaining, secs=30.0, waited=0.0, request=None):
+    return JobFacts(id, secs, "tiny.en", waited, request_s=request or remaining, remaining_s=remaining, window=True)
+
+
+def test_a_window_takes_a_hot_slot_while_another_stays_free_for_commands():
+    d = decide(facts([window("w0", 600, request=600), window("w1", 570, request=600)], workers=(HOT, HOT2)), S)
+    assert d.assign == (("w0", "hot"),)  # hot-2 kept idle
+    assert [m for m, _ in d.spawn] == ["tiny.en"]  # and a cold lane for the rest of the file
+
+
+def test_a_command_takes_the_free_slot_before_any_window():
+    busy = WorkerFacts("hot", "hot", "tiny.en", "busy", busy_remaining_s=1.0, on_window=True)
+    d = decide(facts([window("w1", 570, waited=5), job("cmd", 3)], workers=(busy, HOT2)), S)
+    assert d.assign == (("cmd", "hot-2"),)
+
+
+def test_with_one_hot_slot_windows_follow_the_long_job_rule():
+    d = decide(facts([window("w0", 600)], workers=(HOT,)), S)
+    assert d.assign == () and len(d.spawn) == 1
+    d = decide(facts([window("w0", 600)], workers=(HOT,)), Settings(max_cold_workers=0))
+    assert d.assign == (("w0", "hot"),)
+
+
+def test_windows_spread_over_idle_cold_lanes_too():
+    c1, c2 = (WorkerFacts(i, "cold", "tiny.en", "idle") for i in ("c1", "c2"))
+    d = decide(facts([window(f"w{i}", 600 - 30 * i) for i in range(4)], workers=(HOT, HOT2, c1, c2),
+                     cpu_cores=8), S)
+    assert {lane for _, lane in d.assign} == {"c1", "c2", "hot"}  # hot-2 stays free
+
+
+def test_no_cold_spawn_for_the_rest_of_a_file_shorter_than_a_load():
+    busy = WorkerFacts("hot", "hot", "tiny.en", "busy", busy_remaining_s=1.0, on_window=True)
+    d = decide(facts([window("w1", 10, secs=10)], workers=(busy, HOT2), load_s=1.0), S)
+    assert d.assign == () and d.spawn == ()  # 10 s left × 0.05 s/s < a 1 s load
+
+
+def test_no_cold_spawn_once_windows_use_every_core():
+    busy = WorkerFacts("hot", "hot", "tiny.en", "busy", busy_remaining_s=1.0, on_window=True)
+    cold = WorkerFacts("c1", "cold", "tiny.en", "busy", busy_remaining_s=1.0, on_window=True)
+    d = decide(facts([window("w2", 540)], workers=(busy, HOT2, cold), cpu_cores=2), S)
+    assert d.spawn == ()  # two threads on windows already: a third lane only contends
+
+
+def test_windows_are_ordered_by_the_audio_their_request_has_left():
+    order = job_order((window("film/000009", 60, request=330, waited=1), window("film/000010", 30, request=330),
+                       window("talk/000000", 60, waited=1), job("cmd", 3)), ageing=0.5)
+    # Shortest request first; within a request, its windows in order.
+    assert [j.id for j in order] == ["cmd", "talk/000000", "film/000009", "film/000010"]

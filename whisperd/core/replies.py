@@ -124,8 +124,10 @@ class DaemonStatus:
     engine: str = ""
     device: str = ""
     compute_type: str = ""
-    queue: int = 0  # requests waiting (being decoded or queued)
-    running: int = 0
+    queue: int = 0  # work waiting: requests being decoded or queued, and queued windows of long ones
+    running: int = 0  # jobs (whole requests or windows) on a lane now
+    windowed: int = 0  # long requests under way as chains of windows
+    decoded_audio_reserved: int = 0  # bytes of the decoded-audio budget the requests under way hold
     workers: Mapping[str, int] = field(default_factory=dict)  # worker kind → how many
     hot_slots: int = 1
     loading: int = 0  # cold workers still loading their model
@@ -156,6 +158,8 @@ class DaemonStatus:
             "compute_type": self.compute_type,
             "queue": self.queue,
             "running": self.running,
+            "windowed": self.windowed,
+            "decoded_audio_reserved": self.decoded_audio_reserved,
             "workers": dict(self.workers),
             "hot_slots": self.hot_slots,
             "loading": self.loading,
@@ -179,6 +183,8 @@ class DaemonStatus:
             compute_type=str(d.get("compute_type") or ""),
             queue=_int(d.get("queue")),
             running=_int(d.get("running")),
+            windowed=_int(d.get("windowed")),
+            decoded_audio_reserved=_int(d.get("decoded_audio_reserved")),
             workers={str(k): _int(v) for k, v in (d.get("workers") or {}).items()},
             hot_slots=_int(d.get("hot_slots"), 1),
             loading=_int(d.get("loading")),

@@ -32,8 +32,10 @@ class JobFacts:
     audio_s: float
     model: str
     waited_s: float = 0.0
-    # A window of a long recording: `request_s` is the audio its request has left from it on.
+    # A window of a long recording: `request_s` is its whole request's audio (the order:
+    # shortest request first), `remaining_s` what the request has left from this window on.
     request_s: float | None = None
+    remaining_s: float = 0.0
     window: bool = False
 
     @property
@@ -165,7 +167,7 @@ def decide(facts: Facts, settings: Settings) -> Decision:
         spawned_for_model = sum(1 for m, _ in spawn if m == job.model)
         if job.window:
             # Would a new lane pay off? The rest of the recording must outlast its load.
-            worth = job.order_s * facts.seconds_per_audio_s > facts.load_s and window_threads < facts.cpu_cores
+            worth = job.remaining_s * facts.seconds_per_audio_s > facts.load_s and window_threads < facts.cpu_cores
         else:
             # Nobody idle can take it: would a new worker finish it sooner than any lane frees up?
             soonest = min((pending_free.get(w.id, 0.0) for w in lanes

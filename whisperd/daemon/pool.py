@@ -143,13 +143,13 @@ class Pool:
         box = [audio]  # the only reference: whoever decodes it lets go of it
         del audio
         try:
-            if self.config.window_mode == "whole":
-                return await self._submit_whole(job, box, self.config.max_audio_seconds)
             duration = await self._probe(job, box[0])
+            if self.config.window_mode == "whole":
+                return await self._submit_whole(job, box, self.config.max_audio_seconds, duration)
             if duration is not None and duration <= MAX_WINDOW_SECONDS:
                 limit = min(self.config.max_audio_seconds, WHOLE_DECODE_WINDOWS * MAX_WINDOW_SECONDS)
                 try:
-                    return await self._submit_whole(job, box, limit)
+                    return await self._submit_whole(job, box, limit, duration)
                 except AudioTooLong:
                     if limit >= self.config.max_audio_seconds:
                         raise
@@ -176,9 +176,20 @@ class Pool:
                 "try again shortly")
         self.reserved_bytes += nbytes
 
-    async def _submit_whole(self, job: Job, box: list[bytes], limit: float) -> tuple[Transcript, str]:
+    async def _submit_whole(self, job: Job, box: list[bytes], limit: float,
+                            duration: float | None) -> tuple[Transcript, str]:
         """The request as one job: decoded whole, run on one lane. `box` holds the encoded
-        bytes; emptied once decoded (kept when the audio is longer than `limit`)."""
+        bytes; emptied once decoded (kept when the audio is longer than `limit`). What the
+        headers claim is reserved before decoding, so a refusal costs no expansion."""
+        claimed = int(min(duration, limit) * BYTES_PER_SECOND) if duration else 0
+        self._reserve(claimed)
+        try:
+            return await self._decode_and_run_whole(job, box, limit, claimed)
+        finally:
+            self.reserved_bytes -= claimed
+
+    async def _decode_and_run_whole(self, job: Job, box: list[bytes], limit: float,
+                                    claimed: int) -> tuple[Transcript, str]:
         try:
             pcm = await self.decoder.decode(box[0], limit)
         except AudioTooLong:
@@ -194,7 +205,7 @@ class Pool:
         finally:
             self._work_changed.set()
         box.clear()  # the encoded bytes are not needed any more: nothing here holds them
-        held = pcm.nbytes
+        held = max(0, pcm.nbytes - claimed)  # the headers may have said less than there was
         self._reserve(held)
         try:
             job.audio_seconds = len(pcm) / SAMPLE_RATE
@@ -352,10 +363,10 @@ class Pool:
         if entry.request is None or entry.window is None:
             return policy.JobFacts(job.id, job.audio_seconds, job.model, waited)
         request = entry.request
-        known = request.duration_hint or request.decoded_samples / SAMPLE_RATE
-        # A window is ordered by the audio its request has left from it on: shortest work first.
+        known = max(request.duration_hint or 0.0, request.decoded_samples / SAMPLE_RATE)
         remaining = max(entry.window.seconds, known - entry.window.start_s)
-        return policy.JobFacts(job.id, job.audio_seconds, job.model, waited, request_s=remaining, window=True)
+        return policy.JobFacts(job.id, job.audio_seconds, job.model, waited, request_s=known,
+                               remaining_s=remaining, window=True)
 
     def _load_estimate(self) -> float:
         return median(self.spawn_times[-9:]) if self.spawn_times else 1.5

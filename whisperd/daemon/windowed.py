@@ -49,7 +49,8 @@ class WindowedRequest:
     def window_job(self, window: "Window") -> Job:
         """The job that runs one window: the request's options, its own id and length."""
         options = dataclasses.replace(self.job.options, short_path=False)  # windows want timestamps
-        job = Job(f"{self.job.id}/{window.index}", options, self.job.model,
+        # Zero-padded: the policy breaks ties by id, and window 10 comes after window 9.
+        job = Job(f"{self.job.id}/{window.index:06d}", options, self.job.model,
                   audio_seconds=window.seconds)
         self.in_flight[window.index] = job
         self.sent += 1

@@ -71,7 +71,8 @@ class SileroDetector:
         self._model = get_vad_model()
 
     def probabilities(self, pcm: np.ndarray) -> np.ndarray:
-        padded = _pad_to_frames(pcm)
+        # A copy, always: faster-whisper's model writes zeros into its input's last frame.
+        padded = _pad_to_frames(pcm, copy=True)
         if len(padded) == 0:
             return np.zeros(0, np.float32)
         return np.asarray(self._model(padded), dtype=np.float32).reshape(-1)
@@ -114,10 +115,10 @@ def default_detector(kind: str = "auto") -> SpeechDetector:
         return _detector
 
 
-def _pad_to_frames(pcm: np.ndarray) -> np.ndarray:
+def _pad_to_frames(pcm: np.ndarray, *, copy: bool = False) -> np.ndarray:
     extra = (-len(pcm)) % FRAME
     if extra == 0:
-        return np.ascontiguousarray(pcm, dtype=np.float32)
+        return np.array(pcm, dtype=np.float32, copy=True) if copy else np.ascontiguousarray(pcm, dtype=np.float32)
     return np.concatenate([pcm.astype(np.float32, copy=False), np.zeros(extra, np.float32)])
 
 
