@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Callable
 
+from whisperd.core.chunking import Chunking
 from whisperd.core.errors import JobCancelled
 from whisperd.core.transcript import Segment
 from whisperd.engines.base import Options
@@ -23,6 +24,9 @@ class Job:
     cancelled: bool = False
     audio_seconds: float = 0.0
     retries: int = 0
+    # How the client asked a long recording to be cut into windows (OpenAI's
+    # chunking_strategy); None: the daemon's defaults. Read by the windower.
+    chunking: Chunking | None = None
 
     def fraction_done(self, seg: Segment) -> float:
         return min(1.0, seg.end / self.audio_seconds) if self.audio_seconds else 1.0
