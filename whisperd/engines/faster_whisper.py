@@ -7,19 +7,27 @@ cap). Around the two decoders, `common.py` does what both engines share: the
 silence early return, the guard (when it distrusts the short decode, the
 request goes to faster-whisper's ordinary 30 s `transcribe()`), the silence
 filter and the counters.
+
+`Options.logprobs` (include[]=logprobs) is one teacher-forced pass per window on
+CTranslate2's `align`, after the decode and apart from it (`logprobs.py` says
+what is measured and why); the 30 s path's windows are encoded once more for it,
+since faster-whisper keeps its encoder output to itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import os
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from whisperd.core.constants import COMPRESSION_RATIO_THRESHOLD, HOP_LENGTH, LOGPROB_THRESHOLD
+from whisperd.core.constants import COMPRESSION_RATIO_THRESHOLD, HOP_LENGTH, LOGPROB_THRESHOLD, N_FRAMES
 from whisperd.core.errors import EngineError
-from whisperd.core.transcript import Segment, Transcript, Word
-from whisperd.engines import common, short_path
+from whisperd.core.transcript import Segment, TokenLogprob, Transcript, Word
+from whisperd.engines import common, logprobs, short_path
 from whisperd.engines.base import ModelInfo, Options, SegmentCallback
 
 log = logging.getLogger(__name__)
@@ -110,7 +118,10 @@ class FasterWhisperEngine:
             no_speech_threshold=options.no_speech_threshold,
             vad_filter=options.vad_filter,
         )
-        return common.FullDecode(info.language or (language or "en"), (_segment(s) for s in segments))
+        decoded = (_segment(s) for s in segments)
+        if options.logprobs:
+            decoded = self._with_logprobs(decoded, audio, options, info.language or (language or "en"))
+        return common.FullDecode(info.language or (language or "en"), decoded)
 
     def _decode_short(self, audio: np.ndarray, options: Options, frames: int, cap: int) -> common.ShortDecode | str:
         """One greedy (or beam) decode on a `frames`-long context: CTranslate2 called directly."""
@@ -152,7 +163,71 @@ class FasterWhisperEngine:
         tokens = list(result.sequences_ids[0])
         # CTranslate2 scores are length-normalised sums; whisper averages over tokens + 1.
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-        return common.ShortDecode(tokens, tokenizer.decode(tokens), avg_logprob, result.no_speech_prob, language)
+        scored: tuple[TokenLogprob, ...] = ()
+        if options.logprobs:
+            # The decode's own context: `prompt` less its no_timestamps, which align adds itself.
+            scored = self._scored(encoded, prompt[:-1], [], tokens, frames)
+        return common.ShortDecode(tokens, tokenizer.decode(tokens), avg_logprob, result.no_speech_prob, language,
+                                  scored)
+
+    # --- include[]=logprobs -------------------------------------------------------------
+
+    def _scored(self, encoded, start: list[int], before: Sequence[int], text: Sequence[int],
+                frames: int) -> tuple[TokenLogprob, ...]:
+        """`text`'s tokens with their log probabilities, after `before` in the same window."""
+        if not text:
+            return ()
+        wm = self._model
+        result = wm.model.align(encoded, start, [[*before, *text]], frames)[0]
+        probs = result.text_token_probs[len(before):]
+        return logprobs.token_logprobs(text, [math.log(max(p, 1e-45)) for p in probs], self._token_bytes)
+
+    def _token_bytes(self, token: int) -> bytes:
+        return logprobs.bpe_bytes(self._model.hf_tokenizer.id_to_token(token))
+
+    def _with_logprobs(self, segments: Iterator[Segment], audio: np.ndarray, options: Options,
+                       language: str) -> Iterator[Segment]:
+        """`segments` as faster-whisper decoded them, each with its text tokens' logprobs.
+
+        Each window is encoded again (from the same features faster-whisper made) and
+        scored in the context its decode had: the prompt and the earlier windows' tokens,
+        reset after a window sampled hotter than 0.5, as faster-whisper does. A segment
+        is scored as it arrives, after the text of its window's earlier segments, so
+        streaming is not held back to the window's end.
+        """
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+
+        wm = self._model
+        tokenizer = Tokenizer(wm.hf_tokenizer, wm.model.is_multilingual, task=options.task, language=language)
+        previous: list[int] = tokenizer.encode(" " + options.prompt.strip()) if options.prompt else []
+        reset_since = 0
+        features = None
+        seek, encoded, frames, window_previous, before = None, None, 0, [], []
+        for seg in segments:
+            if seg.seek != seek:
+                if features is None:
+                    features = wm.feature_extractor(_speech_only(audio) if options.vad_filter else audio)
+                seek, before = seg.seek, []
+                frames = max(1, min(N_FRAMES, features.shape[-1] - 1 - seek))
+                encoded = wm.encode(pad_or_trim(features[:, seek : seek + frames]))
+                window_previous = previous[reset_since:]
+            text = [t for t in seg.tokens if t < tokenizer.eot]
+            start = logprobs.start_sequence(window_previous, tokenizer.sot_prev, tokenizer.sot_sequence,
+                                            n_text=len(before) + len(text), max_length=wm.max_length)
+            yield dataclasses.replace(seg, logprobs=self._scored(encoded, start, before, text, frames))
+            before += text
+            previous.extend(seg.tokens)
+            if seg.temperature > 0.5:  # faster-whisper's prompt_reset_on_temperature
+                reset_since = len(previous)
+
+
+def _speech_only(audio: np.ndarray) -> np.ndarray:
+    """The audio faster-whisper decodes with `vad_filter`: its speech, joined (default VAD options)."""
+    from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+
+    chunks, _ = collect_chunks(audio, get_speech_timestamps(audio, VadOptions()))
+    return np.concatenate(chunks) if chunks else audio[:0]
 
 
 def _segment(s) -> Segment:  # a faster_whisper.transcribe.Segment
