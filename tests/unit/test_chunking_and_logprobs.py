@@ -205,3 +205,23 @@ def test_refusals_are_400s_in_openais_shape(fields, param):
     assert STATUS_BY_CODE[err.code] == (400, "invalid_request_error")
     assert error_dict(err) == {"error": {"message": err.message, "type": "invalid_request_error",
                                          "param": param, "code": "invalid_parameter"}}
+
+
+# --- whisperctl --------------------------------------------------------------------------------
+
+
+def test_whisperctl_chunking_flag():
+    from whisperd.client.cli import build_parser
+
+    args = build_parser().parse_args(["transcribe", "a.wav", "--chunking", json.dumps(VAD)])
+    assert args.chunking == Chunking(0.3, 100, 400, explicit=True)
+    assert build_parser().parse_args(["transcribe", "a.wav", "--chunking", "auto"]).chunking == AUTO
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["transcribe", "a.wav", "--chunking", '{"type": "server_vad", "threshold": 2}'])
+
+
+def test_whisperctl_logprobs_need_json(capsys):
+    from whisperd.client.cli import EXIT_USAGE, main
+
+    assert main(["transcribe", "a.wav", "--logprobs", "--format", "text"]) == EXIT_USAGE
+    assert "--logprobs needs --format json" in capsys.readouterr().err

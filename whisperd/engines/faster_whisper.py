@@ -8,14 +8,14 @@ silence early return, the guard (when it distrusts the short decode, the
 request goes to faster-whisper's ordinary 30 s `transcribe()`), the silence
 filter and the counters.
 
-`Options.logprobs` (include[]=logprobs) is one teacher-forced pass per window on
-CTranslate2's `align`, after the decode and apart from it (`logprobs.py` says
-what is measured and why); the 30 s path's windows are encoded once more for it,
-since faster-whisper keeps its encoder output to itself.
+`Options.logprobs` (include[]=logprobs) is a teacher-forced pass on CTranslate2's
+`align`, after the decode and apart from it (`logprobs.py` says what is measured
+and why), on the encoder output the decode made (`_EncoderTap`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -105,7 +105,8 @@ class FasterWhisperEngine:
 
     def _decode_full(self, audio: np.ndarray, options: Options) -> common.FullDecode:
         language = self._language(options)
-        segments, info = self._model.transcribe(
+        tap = _EncoderTap(self._model) if options.logprobs else None
+        segments, info = (tap.model if tap else self._model).transcribe(
             audio,
             language=language,
             task=options.task,
@@ -119,8 +120,8 @@ class FasterWhisperEngine:
             vad_filter=options.vad_filter,
         )
         decoded = (_segment(s) for s in segments)
-        if options.logprobs:
-            decoded = self._with_logprobs(decoded, audio, options, info.language or (language or "en"))
+        if tap is not None:
+            decoded = self._with_logprobs(decoded, tap, options, info.language or (language or "en"))
         return common.FullDecode(info.language or (language or "en"), decoded)
 
     def _decode_short(self, audio: np.ndarray, options: Options, frames: int, cap: int) -> common.ShortDecode | str:
@@ -185,49 +186,57 @@ class FasterWhisperEngine:
     def _token_bytes(self, token: int) -> bytes:
         return logprobs.bpe_bytes(self._model.hf_tokenizer.id_to_token(token))
 
-    def _with_logprobs(self, segments: Iterator[Segment], audio: np.ndarray, options: Options,
+    def _with_logprobs(self, segments: Iterator[Segment], tap: "_EncoderTap", options: Options,
                        language: str) -> Iterator[Segment]:
         """`segments` as faster-whisper decoded them, each with its text tokens' logprobs.
 
-        Each window is encoded again (from the same features faster-whisper made) and
-        scored in the context its decode had: the prompt and the earlier windows' tokens,
-        reset after a window sampled hotter than 0.5, as faster-whisper does. A segment
-        is scored as it arrives, after the text of its window's earlier segments, so
-        streaming is not held back to the window's end.
+        Scored on their window's encoder output, in the context its decode had: the
+        prompt and the earlier windows' tokens, reset after a window sampled hotter
+        than 0.5, as faster-whisper does. A segment is scored as it arrives, after the
+        text of its window's earlier segments, so streaming is not held back to the
+        window's end (a window's later segments are scored again with its earlier ones:
+        a few short decoder passes, no encoder pass).
         """
-        from faster_whisper.audio import pad_or_trim
         from faster_whisper.tokenizer import Tokenizer
 
         wm = self._model
         tokenizer = Tokenizer(wm.hf_tokenizer, wm.model.is_multilingual, task=options.task, language=language)
         previous: list[int] = tokenizer.encode(" " + options.prompt.strip()) if options.prompt else []
         reset_since = 0
-        features = None
-        seek, encoded, frames, window_previous, before = None, None, 0, [], []
+        seek, encoded, window_previous, before = None, None, [], []
         for seg in segments:
             if seg.seek != seek:
-                if features is None:
-                    features = wm.feature_extractor(_speech_only(audio) if options.vad_filter else audio)
-                seek, before = seg.seek, []
-                frames = max(1, min(N_FRAMES, features.shape[-1] - 1 - seek))
-                encoded = wm.encode(pad_or_trim(features[:, seek : seek + frames]))
-                window_previous = previous[reset_since:]
+                # faster-whisper yields a window's segments right after encoding and decoding it.
+                seek, encoded, window_previous, before = seg.seek, tap.last, previous[reset_since:], []
             text = [t for t in seg.tokens if t < tokenizer.eot]
             start = logprobs.start_sequence(window_previous, tokenizer.sot_prev, tokenizer.sot_sequence,
                                             n_text=len(before) + len(text), max_length=wm.max_length)
-            yield dataclasses.replace(seg, logprobs=self._scored(encoded, start, before, text, frames))
+            yield dataclasses.replace(seg, logprobs=self._scored(encoded, start, before, text, N_FRAMES))
             before += text
             previous.extend(seg.tokens)
             if seg.temperature > 0.5:  # faster-whisper's prompt_reset_on_temperature
                 reset_since = len(previous)
 
 
-def _speech_only(audio: np.ndarray) -> np.ndarray:
-    """The audio faster-whisper decodes with `vad_filter`: its speech, joined (default VAD options)."""
-    from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
+class _EncoderTap:
+    """This request's view of the model, keeping the encoder output of the window being decoded.
 
-    chunks, _ = collect_chunks(audio, get_speech_timestamps(audio, VadOptions()))
-    return np.concatenate(chunks) if chunks else audio[:0]
+    faster-whisper encodes each 30 s window through `WhisperModel.encode` and keeps the
+    result to itself; scoring a window's tokens needs it, and encoding again would cost
+    as much as the encoder pass itself (most of a tiny model's time per window). A
+    shallow copy per request, so concurrent slots each see their own.
+    """
+
+    def __init__(self, model) -> None:  # a faster_whisper.WhisperModel
+        self.last = None
+        self.model = copy.copy(model)
+        encode = model.encode
+
+        def tapped(features):
+            self.last = encode(features)
+            return self.last
+
+        self.model.encode = tapped
 
 
 def _segment(s) -> Segment:  # a faster_whisper.transcribe.Segment
