@@ -121,6 +121,8 @@ async def _audio_within(request: web.Request, task: str, lease: Lease) -> web.St
         "prompt": form.prompt,
         "temperature": form.temperature,
         "word_timestamps": form.words and form.response_format == "verbose_json",
+        "chunking": form.chunking,
+        "logprobs": form.logprobs,
     }
     if form.stream:
         return await _stream(request, form, options)
@@ -128,7 +130,8 @@ async def _audio_within(request: web.Request, task: str, lease: Lease) -> web.St
     reply = await _transcribe(request, audio, form.model, options)
     transcript = reply.transcript
     request.app[METRICS].audio_seconds.observe(transcript.duration)
-    body, content_type = render_bytes(transcript, form.response_format, words=options["word_timestamps"])
+    body, content_type = render_bytes(transcript, form.response_format, words=options["word_timestamps"],
+                                      logprobs=form.logprobs)
     return web.Response(body=body, headers={"Content-Type": content_type, **_worker_header(reply)})
 
 
@@ -153,7 +156,8 @@ def _sse(event: dict[str, Any]) -> bytes:
 
 
 async def _stream(request: web.Request, form: AudioForm, options: dict[str, Any]) -> web.StreamResponse:
-    """Server-Sent Events: a delta per decoded segment, then the full text.
+    """Server-Sent Events: a delta per decoded segment, then the full text
+    (each with its tokens' `logprobs` when include[]=logprobs asked for them).
 
     Headers go out with the first segment, so an error before any text (bad
     audio, unknown model) is still an ordinary OpenAI error response; an error
@@ -170,7 +174,10 @@ async def _stream(request: web.Request, form: AudioForm, options: dict[str, Any]
             return
         if not response.prepared:
             await response.prepare(request)
-        await response.write(_sse({"type": "transcript.text.delta", "delta": frame["segment"]["text"]}))
+        delta = {"type": "transcript.text.delta", "delta": frame["segment"]["text"]}
+        if form.logprobs:
+            delta["logprobs"] = frame["segment"].get("logprobs") or []
+        await response.write(_sse(delta))
 
     audio, form.audio = form.audio, b""
     try:
@@ -195,7 +202,10 @@ async def _stream(request: web.Request, form: AudioForm, options: dict[str, Any]
     if not response.prepared:  # no segment at all (silence): only the done event
         response.headers.update(_worker_header(reply))
         await response.prepare(request)
-    await response.write(_sse({"type": "transcript.text.done", "text": transcript.text}))
+    done: dict[str, Any] = {"type": "transcript.text.done", "text": transcript.text}
+    if form.logprobs:
+        done["logprobs"] = [t.to_dict() for t in transcript.logprobs]
+    await response.write(_sse(done))
     await response.write_eof()
     return response
 

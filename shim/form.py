@@ -19,6 +19,8 @@ from aiohttp.multipart import content_disposition_filename
 
 from shim.budget import Lease
 from shim.errors import HTTPError
+from whisperd.core import chunking as chunking_rules
+from whisperd.core.chunking import Chunking
 from whisperd.core.errors import WhisperdError
 from whisperd.core.formats import check_format
 from whisperd.core.languages import normalize_language
@@ -26,6 +28,8 @@ from whisperd.core.protocol import MAX_MODEL_NAME, MAX_PROMPT
 
 TEXT_FIELD_LIMIT = 64 * 1024  # any non-file field; a prompt is far smaller
 GRANULARITIES = ("word", "segment")
+INCLUDES = ("logprobs",)
+CHUNKING_PART = "chunking_strategy["  # the SDKs flatten the object: chunking_strategy[threshold]=0.4
 
 
 @dataclass
@@ -39,10 +43,18 @@ class AudioForm:
     temperature: float = 0.0
     granularities: list[str] = field(default_factory=list)
     stream: bool = False
+    chunking: Chunking | None = None
+    include: list[str] = field(default_factory=list)
+    # chunking_strategy[key] fields as they arrive; `finish` reads them as one object.
+    chunking_parts: dict[str, object] = field(default_factory=dict)
 
     @property
     def words(self) -> bool:
         return "word" in self.granularities
+
+    @property
+    def logprobs(self) -> bool:
+        return "logprobs" in self.include
 
 
 def _too_large(limit: int) -> HTTPError:
@@ -102,6 +114,30 @@ def apply_field(form: AudioForm, name: str, value: str, *, translate: bool) -> N
             form.granularities.append(g)
     elif name == "stream":
         form.stream = _parse_bool("stream", value)
+    elif name == "chunking_strategy":
+        form.chunking = chunking_rules.from_openai(value)  # "auto" or the object as JSON text
+    elif name.startswith(CHUNKING_PART) and name.endswith("]"):
+        form.chunking_parts[name[len(CHUNKING_PART):-1]] = chunking_rules.form_value(value)
+    elif name in ("include[]", "include"):
+        for item in value.replace(",", " ").split():
+            if item not in INCLUDES:
+                raise HTTPError("invalid_parameter", f"include must be 'logprobs', got {item[:40]!r}",
+                                param="include")
+            form.include.append(item)
+
+
+def finish(form: AudioForm) -> AudioForm:
+    """What only the whole form can tell: fields that depend on each other, whatever their order."""
+    if form.chunking_parts:
+        if form.chunking is not None:
+            raise HTTPError("invalid_parameter", "chunking_strategy is given twice (as a value and as "
+                            "chunking_strategy[...] fields)", param="chunking_strategy")
+        form.chunking = chunking_rules.from_openai(form.chunking_parts)
+    if form.logprobs and form.response_format != "json":
+        # OpenAI returns logprobs with json only; a client asking for them elsewhere would lose them.
+        raise HTTPError("invalid_parameter", "include[]=logprobs needs response_format 'json', "
+                        f"got {form.response_format!r}", param="include")
+    return form
 
 
 def _json_body_limit(limit: int) -> int:
@@ -192,7 +228,7 @@ async def read_form(request: web.Request, limit: int, *, translate: bool, lease:
         raise HTTPError("invalid_request", f"malformed multipart body: {type(exc).__name__}: {exc}"[:200]) from None
     if not seen_file:
         raise HTTPError("invalid_request", "missing the 'file' field with the audio", param="file")
-    return form
+    return finish(form)
 
 
 async def _read_limited(part, limit: int, error: HTTPError, hold: Callable[[], None] | None = None) -> bytes:
@@ -242,7 +278,9 @@ async def _read_json(request: web.Request, limit: int, *, translate: bool,
         if isinstance(value, list):
             for item in value:
                 apply_field(form, key, str(item), translate=translate)
+        elif isinstance(value, dict):  # chunking_strategy's object, as the multipart field's JSON text
+            apply_field(form, key, json.dumps(value), translate=translate)
         else:
             text = str(value).lower() if isinstance(value, bool) else str(value)
             apply_field(form, key, text, translate=translate)
-    return form
+    return finish(form)

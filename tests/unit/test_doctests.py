@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ("whisperd.daemon.policy", "whisperd.engines.short_path")
+MODULES = ("whisperd.daemon.policy", "whisperd.engines.short_path", "whisperd.core.chunking", "whisperd.engines.logprobs")
 
 
 @pytest.mark.parametrize("name", MODULES)

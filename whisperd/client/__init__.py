@@ -34,6 +34,7 @@ import socket
 from typing import Any, Callable
 
 from whisperd.core import protocol
+from whisperd.core.chunking import Chunking
 from whisperd.core.errors import NotReady, WhisperdError
 from whisperd.core.replies import DaemonStatus, ModelEntry, TranscribeResult, model_list_from_dict
 
@@ -49,12 +50,12 @@ FrameCallback = Callable[[dict[str, Any]], Any]
 def _transcribe_request(
     audio_size: int, *, model: str | None, language: str | None, prompt: str | None,
     temperature: float | None, word_timestamps: bool, beam_size: int | None, task: str,
-    progress: bool, segments: bool,
+    chunking: Chunking | None, logprobs: bool, progress: bool, segments: bool,
 ) -> protocol.Request:
     options = protocol.TranscribeOptions(
         task=task, language=language, prompt=prompt,
         temperature=0.0 if temperature is None else temperature,
-        word_timestamps=word_timestamps, beam_size=beam_size,
+        word_timestamps=word_timestamps, beam_size=beam_size, chunking=chunking, logprobs=logprobs,
     )
     return protocol.Request(op="transcribe", id=protocol.new_id(), model=model, audio_size=audio_size,
                             options=options, progress=progress, segments=segments)
@@ -204,6 +205,8 @@ class AsyncClient:
         word_timestamps: bool = False,
         beam_size: int | None = None,
         task: str = "transcribe",
+        chunking: Chunking | None = None,
+        logprobs: bool = False,
         progress: bool = False,
         segments: bool = False,
         on_frame: FrameCallback | None = None,
@@ -213,12 +216,16 @@ class AsyncClient:
         `model`: a served model's name (default: the daemon's); `language`: a code,
         locale tag or name (default: detect); `temperature` None or 0: Whisper's
         fallback sequence; `beam_size` None: the daemon's default; `task`:
-        "transcribe" or "translate" (into English). `progress` / `segments` ask for
+        "transcribe" or "translate" (into English); `chunking`: how a long recording is
+        cut into windows (`whisperd.core.chunking`, None: the daemon's defaults);
+        `logprobs`: each segment's text tokens with their log probabilities
+        (`Segment.logprobs`, `transcript.logprobs`). `progress` / `segments` ask for
         those frames while it runs, each passed to `on_frame` (which may be async).
         """
         request = _transcribe_request(
             len(audio), model=model, language=language, prompt=prompt, temperature=temperature,
-            word_timestamps=word_timestamps, beam_size=beam_size, task=task, progress=progress, segments=segments,
+            word_timestamps=word_timestamps, beam_size=beam_size, task=task, chunking=chunking, logprobs=logprobs,
+            progress=progress, segments=segments,
         )
         return TranscribeResult.from_dict(await self._call(request, audio, on_frame))
 
@@ -329,6 +336,8 @@ class Client:
         word_timestamps: bool = False,
         beam_size: int | None = None,
         task: str = "transcribe",
+        chunking: Chunking | None = None,
+        logprobs: bool = False,
         progress: bool = False,
         segments: bool = False,
         on_frame: FrameCallback | None = None,
@@ -336,6 +345,7 @@ class Client:
         """As `AsyncClient.transcribe`, blocking (`on_frame` is called, never awaited)."""
         request = _transcribe_request(
             len(audio), model=model, language=language, prompt=prompt, temperature=temperature,
-            word_timestamps=word_timestamps, beam_size=beam_size, task=task, progress=progress, segments=segments,
+            word_timestamps=word_timestamps, beam_size=beam_size, task=task, chunking=chunking, logprobs=logprobs,
+            progress=progress, segments=segments,
         )
         return TranscribeResult.from_dict(self._call(request, audio, on_frame))

@@ -4,7 +4,7 @@
     whisperctl [--socket PATH] [--timeout S] models [--json]
     whisperctl [--socket PATH] [--timeout S] transcribe FILE|- [--format FMT] [--language LANG]
                [--prompt P] [--temperature T] [--model M] [--translate] [--words]
-               [--output PATH] [--progress | --no-progress]
+               [--chunking auto|JSON] [--logprobs] [--output PATH] [--progress | --no-progress]
 
 Settings come from flags > `WHISPERD_*` environment > `/etc/whisperd/whisperd.conf`
 (`[whisperctl]`, or `--config FILE` / $WHISPERD_CONFIG) > defaults, like the daemon's
@@ -39,7 +39,9 @@ from typing import Callable
 from whisperd.client import Client
 from whisperd.client.config import CTL_SETTINGS, ctl_config
 from whisperd.client.progress import ProgressBar
-from whisperd.core.errors import ConfigError, NotReady, WhisperdError
+from whisperd.core import chunking as chunking_rules
+from whisperd.core.chunking import Chunking
+from whisperd.core.errors import ConfigError, InvalidParameter, NotReady, WhisperdError
 from whisperd.core.formats import RESPONSE_FORMATS, render
 from whisperd.core.replies import DaemonStatus
 from whisperd.core.settings import add_arguments, add_config_arguments, describe
@@ -210,6 +212,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
                 audio, model=args.model, language=args.language, prompt=args.prompt,
                 temperature=args.temperature, word_timestamps=args.words,
                 task="translate" if args.translate else "transcribe",
+                chunking=args.chunking, logprobs=args.logprobs,
                 progress=bar is not None, segments=bar is not None, on_frame=bar.on_frame if bar else None,
             )
         except BaseException:
@@ -218,7 +221,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             raise
     if bar is not None:
         bar.finish(result.transcript.duration)
-    body, _ = render(result.transcript, args.format, words=args.words)
+    body, _ = render(result.transcript, args.format, words=args.words, logprobs=args.logprobs)
     _write_output(body, args.output)
     return EXIT_OK
 
@@ -231,6 +234,13 @@ def _temperature(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError("must be between 0 and 1")
     return value
+
+
+def _chunking(text: str) -> Chunking:
+    try:
+        return chunking_rules.from_openai(text, param="--chunking")
+    except InvalidParameter as err:
+        raise argparse.ArgumentTypeError(err.message) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", "-m", help="model to use (default: the daemon's)")
     tr.add_argument("--translate", action="store_true", help="translate into English")
     tr.add_argument("--words", action="store_true", help="word timestamps (verbose_json only)")
+    tr.add_argument("--chunking", type=_chunking, default=None, metavar="auto|JSON",
+                    help="how a long file is cut into windows, as OpenAI's chunking_strategy: 'auto' or "
+                         '\'{"type": "server_vad", "threshold": 0.5, "silence_duration_ms": 200, '
+                         '"prefix_padding_ms": 300}\' (default: the daemon\'s)')
+    tr.add_argument("--logprobs", action="store_true",
+                    help="add each token's log probability (json only, as OpenAI's include[]=logprobs)")
     tr.add_argument("--output", "-o", metavar="PATH", help="write here instead of stdout")
     bar = tr.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None,
@@ -338,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("the following arguments are required: COMMAND")
         if args.command == "transcribe" and args.words and args.format != "verbose_json":
             args.parser.error("--words needs --format verbose_json (the only format with word timings)")
+        if args.command == "transcribe" and args.logprobs and args.format != "json":
+            args.parser.error("--logprobs needs --format json (as OpenAI's include[]=logprobs)")
     except SystemExit as exc:  # argparse: usage errors (2), --help and --version (0)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:

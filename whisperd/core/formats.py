@@ -4,7 +4,7 @@ One module for both the HTTP shim and `whisperctl`, so a file written by the
 CLI is byte-for-byte what the API would have answered. Stdlib only: the shim
 imports this without pulling in numpy or an engine.
 
-    json          {"text": ...}                                application/json
+    json          {"text": ...}, and "logprobs" when asked      application/json
     text          the text and a newline                       text/plain; charset=utf-8
     srt           1 / HH:MM:SS,mmm --> HH:MM:SS,mmm / text     text/plain; charset=utf-8
     vtt           WEBVTT / HH:MM:SS.mmm --> HH:MM:SS.mmm / text text/vtt; charset=utf-8
@@ -168,15 +168,19 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def render(transcript: "Transcript", fmt: str, *, words: bool = False) -> tuple[str, str]:
+def render(transcript: "Transcript", fmt: str, *, words: bool = False, logprobs: bool = False) -> tuple[str, str]:
     """(body, content_type) for one response_format. The body is text; send it as UTF-8.
 
     `words` adds the top-level `words` list to verbose_json (timestamp_granularities
-    includes "word"); the other formats ignore it.
+    includes "word"); the other formats ignore it. `logprobs` adds the text tokens'
+    `logprobs` list to json (include[]=logprobs, which OpenAI answers with json only).
     """
     check_format(fmt)
     if fmt == "json":
-        return _dumps({"text": transcript.text}), JSON_CONTENT_TYPE
+        body: dict[str, Any] = {"text": transcript.text}
+        if logprobs:
+            body["logprobs"] = [t.to_dict() for t in transcript.logprobs]
+        return _dumps(body), JSON_CONTENT_TYPE
     if fmt == "text":
         return transcript.text + "\n", TEXT_CONTENT_TYPE
     if fmt == "verbose_json":
@@ -185,7 +189,8 @@ def render(transcript: "Transcript", fmt: str, *, words: bool = False) -> tuple[
     return writer.render(transcript.segments), writer.content_type
 
 
-def render_bytes(transcript: "Transcript", fmt: str, *, words: bool = False) -> tuple[bytes, str]:
+def render_bytes(transcript: "Transcript", fmt: str, *, words: bool = False,
+                 logprobs: bool = False) -> tuple[bytes, str]:
     """`render`, encoded as the UTF-8 body an HTTP response sends."""
-    body, content_type = render(transcript, fmt, words=words)
+    body, content_type = render(transcript, fmt, words=words, logprobs=logprobs)
     return body.encode("utf-8"), content_type

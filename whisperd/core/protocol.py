@@ -32,6 +32,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from whisperd.core import chunking as chunking_rules
+from whisperd.core.chunking import Chunking
 from whisperd.core.errors import (
     FrameTooLarge,
     InvalidParameter,
@@ -84,9 +86,18 @@ class TranscribeOptions:
     temperature: float = 0.0
     word_timestamps: bool = False
     beam_size: int | None = None  # None: the daemon's configured default
+    # How a long recording is cut into windows; None: the daemon's defaults.
+    chunking: Chunking | None = None
+    logprobs: bool = False  # each segment's text tokens with their log probabilities
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        out = {k: v for k, v in self.__dict__.items() if v is not None and k not in ("chunking", "logprobs")}
+        # Sent only when asked: a daemon older than these options refuses options it does not know.
+        if self.chunking is not None:
+            out["chunking"] = self.chunking.to_json()
+        if self.logprobs:
+            out["logprobs"] = True
+        return out
 
 
 @dataclass(frozen=True)
@@ -156,7 +167,9 @@ def parse_options(raw: Any) -> TranscribeOptions:
     beam = _optional(raw, "beam_size", (int,), "an integer")
     if beam is not None and not 1 <= beam <= 16:
         raise InvalidParameter("beam_size must be between 1 and 16", param="beam_size")
-    return TranscribeOptions(task, language or None, prompt or None, temperature, words, beam)
+    chunking = None if raw.get("chunking") is None else chunking_rules.from_wire(raw["chunking"])
+    logprobs = _optional(raw, "logprobs", (bool,), "true or false") or False
+    return TranscribeOptions(task, language or None, prompt or None, temperature, words, beam, chunking, logprobs)
 
 
 def parse_request(payload: bytes, *, max_audio: int = DEFAULT_MAX_AUDIO) -> Request:

@@ -25,6 +25,23 @@ class Word:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One text token as OpenAI's `include[]=logprobs` reports it: its text, its UTF-8
+    bytes (a token may hold part of a character) and the model's log probability."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"token": self.token, "logprob": self.logprob, "bytes": list(self.bytes)}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> "TokenLogprob":
+        return TokenLogprob(str(d["token"]), float(d["logprob"]), tuple(int(b) for b in d.get("bytes") or ()))
+
+
+@dataclass(frozen=True)
 class Segment:
     id: int
     seek: int
@@ -37,6 +54,8 @@ class Segment:
     compression_ratio: float = 0.0
     no_speech_prob: float = 0.0
     words: tuple[Word, ...] = ()
+    # The text tokens' log probabilities, only when they were asked for (Options.logprobs).
+    logprobs: tuple[TokenLogprob, ...] = ()
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> "Segment":
@@ -44,6 +63,7 @@ class Segment:
         known = {k: v for k, v in d.items() if k in _SEGMENT_FIELDS}
         known["tokens"] = tuple(d.get("tokens") or ())
         known["words"] = tuple(Word.from_dict(w) for w in d.get("words") or ())
+        known["logprobs"] = tuple(TokenLogprob.from_dict(t) for t in d.get("logprobs") or ())
         return Segment(**known)
 
 
@@ -51,13 +71,16 @@ _SEGMENT_FIELDS = frozenset(f.name for f in fields(Segment))
 
 
 def segment_dict(s: Segment) -> dict[str, Any]:
-    return {
+    d: dict[str, Any] = {
         "id": s.id, "seek": s.seek, "start": s.start, "end": s.end, "text": s.text,
         "tokens": list(s.tokens), "temperature": s.temperature, "avg_logprob": s.avg_logprob,
         "compression_ratio": s.compression_ratio, "no_speech_prob": s.no_speech_prob,
         "words": [{"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
                   for w in s.words],
     }
+    if s.logprobs:  # only when asked: a segment without them is what older readers know
+        d["logprobs"] = [t.to_dict() for t in s.logprobs]
+    return d
 
 
 @dataclass(frozen=True)
@@ -71,6 +94,10 @@ class Transcript:
     @property
     def words(self) -> list[Word]:
         return [w for s in self.segments for w in s.words]
+
+    @property
+    def logprobs(self) -> list[TokenLogprob]:
+        return [t for s in self.segments for t in s.logprobs]
 
     def to_dict(self) -> dict[str, Any]:
         # Built by hand: dataclasses.asdict deep-copies recursively (2-3 % of the

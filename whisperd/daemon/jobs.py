@@ -24,7 +24,8 @@ class Job:
     cancelled: bool = False
     audio_seconds: float = 0.0
     retries: int = 0
-    # How a long recording is cut into windows (OpenAI's chunking_strategy); None: the defaults.
+    # How the client asked a long recording to be cut into windows (OpenAI's
+    # chunking_strategy); None: the daemon's defaults. Read by the windower.
     chunking: Chunking | None = None
 
     def fraction_done(self, seg: Segment) -> float:

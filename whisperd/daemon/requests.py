@@ -93,6 +93,7 @@ def engine_options(asked: TranscribeOptions, model: ModelInfo, defaults: Default
         no_speech_threshold=defaults.no_speech_threshold,
         vad_filter=defaults.vad_filter,
         short_path=defaults.short_path,
+        logprobs=asked.logprobs,
     )
 
 
@@ -106,4 +107,5 @@ def job_for(
 ) -> Job:
     """A transcribe request → the Job the pool runs. Raises a WhisperdError the client may read."""
     model = model_for(request.model, default, served)
-    return Job(request.id, engine_options(request.options, model, defaults), model.name, on_segment)
+    return Job(request.id, engine_options(request.options, model, defaults), model.name, on_segment,
+               chunking=request.options.chunking)

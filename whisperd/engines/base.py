@@ -46,6 +46,9 @@ class Options:
     vad_filter: bool = False
     # Decode audio under ~20 s on a shorter encoder context (engines/short_path.py).
     short_path: bool = False
+    # Fill each segment's `logprobs` (its text tokens' log probabilities); costs a
+    # teacher-forced decoder pass per window, so only when asked.
+    logprobs: bool = False
 
     def temperatures(self) -> tuple[float, ...]:
         if self.temperature <= 0.0:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from whisperd.core.constants import SAMPLE_RATE
-from whisperd.core.transcript import Segment, Transcript, join_segment_text
+from whisperd.core.transcript import Segment, TokenLogprob, Transcript, join_segment_text
 from whisperd.engines import short_path
 from whisperd.engines.base import Options, SegmentCallback
 from whisperd.engines.silence import is_digital_silence, is_silence_segment
@@ -53,6 +53,8 @@ class ShortDecode:
     avg_logprob: float
     no_speech_prob: float
     language: str
+    # The tokens' log probabilities, when Options.logprobs asked for them.
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ def _short(
         id=0, seek=0, start=0.0, end=duration, text=got.text, tokens=tuple(int(t) for t in got.tokens),
         temperature=0.0, avg_logprob=float(got.avg_logprob),
         compression_ratio=short_path.compression_ratio(text), no_speech_prob=float(got.no_speech_prob),
+        logprobs=got.logprobs,
     )  # fmt: skip
     segments: tuple[Segment, ...] = (segment,)
     if is_silence_segment(segment.text, segment.no_speech_prob, segment.avg_logprob, options.no_speech_threshold):

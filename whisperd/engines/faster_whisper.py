@@ -7,19 +7,27 @@ cap). Around the two decoders, `common.py` does what both engines share: the
 silence early return, the guard (when it distrusts the short decode, the
 request goes to faster-whisper's ordinary 30 s `transcribe()`), the silence
 filter and the counters.
+
+`Options.logprobs` (include[]=logprobs) is a teacher-forced pass on CTranslate2's
+`align`, after the decode and apart from it (`logprobs.py` says what is measured
+and why), on the encoder output the decode made (`_EncoderTap`).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
+import math
 import os
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from whisperd.core.constants import COMPRESSION_RATIO_THRESHOLD, HOP_LENGTH, LOGPROB_THRESHOLD
+from whisperd.core.constants import COMPRESSION_RATIO_THRESHOLD, HOP_LENGTH, LOGPROB_THRESHOLD, N_FRAMES
 from whisperd.core.errors import EngineError
-from whisperd.core.transcript import Segment, Transcript, Word
-from whisperd.engines import common, fallback, short_path
+from whisperd.core.transcript import Segment, TokenLogprob, Transcript, Word
+from whisperd.engines import common, fallback, logprobs, short_path
 from whisperd.engines.base import ModelInfo, Options, SegmentCallback
 
 log = logging.getLogger(__name__)
@@ -100,7 +108,8 @@ class FasterWhisperEngine:
 
     def _decode_full(self, audio: np.ndarray, options: Options) -> common.FullDecode:
         language = self._language(options)
-        segments, info = self._model.transcribe(
+        tap = _EncoderTap(self._model) if options.logprobs else None
+        segments, info = (tap.model if tap else self._model).transcribe(
             audio,
             language=language,
             task=options.task,
@@ -113,7 +122,10 @@ class FasterWhisperEngine:
             no_speech_threshold=options.no_speech_threshold,
             vad_filter=options.vad_filter,
         )
-        return common.FullDecode(info.language or (language or "en"), (_segment(s) for s in segments))
+        decoded = (_segment(s) for s in segments)
+        if tap is not None:
+            decoded = self._with_logprobs(decoded, tap, options, info.language or (language or "en"))
+        return common.FullDecode(info.language or (language or "en"), decoded)
 
     def _decode_short(self, audio: np.ndarray, options: Options, frames: int, cap: int) -> common.ShortDecode | str:
         """One greedy (or beam) decode on a `frames`-long context: CTranslate2 called directly."""
@@ -155,7 +167,79 @@ class FasterWhisperEngine:
         tokens = list(result.sequences_ids[0])
         # CTranslate2 scores are length-normalised sums; whisper averages over tokens + 1.
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-        return common.ShortDecode(tokens, tokenizer.decode(tokens), avg_logprob, result.no_speech_prob, language)
+        scored: tuple[TokenLogprob, ...] = ()
+        if options.logprobs:
+            # The decode's own context: `prompt` less its no_timestamps, which align adds itself.
+            scored = self._scored(encoded, prompt[:-1], [], tokens, frames)
+        return common.ShortDecode(tokens, tokenizer.decode(tokens), avg_logprob, result.no_speech_prob, language,
+                                  scored)
+
+    # --- include[]=logprobs -------------------------------------------------------------
+
+    def _scored(self, encoded, start: list[int], before: Sequence[int], text: Sequence[int],
+                frames: int) -> tuple[TokenLogprob, ...]:
+        """`text`'s tokens with their log probabilities, after `before` in the same window."""
+        if not text:
+            return ()
+        wm = self._model
+        result = wm.model.align(encoded, start, [[*before, *text]], frames)[0]
+        probs = result.text_token_probs[len(before):]
+        return logprobs.token_logprobs(text, [math.log(max(p, 1e-45)) for p in probs], self._token_bytes)
+
+    def _token_bytes(self, token: int) -> bytes:
+        return logprobs.bpe_bytes(self._model.hf_tokenizer.id_to_token(token))
+
+    def _with_logprobs(self, segments: Iterator[Segment], tap: "_EncoderTap", options: Options,
+                       language: str) -> Iterator[Segment]:
+        """`segments` as faster-whisper decoded them, each with its text tokens' logprobs.
+
+        Scored on their window's encoder output, in the context its decode had: the
+        prompt and the earlier windows' tokens, reset after a window sampled hotter
+        than 0.5, as faster-whisper does. A segment is scored as it arrives, after the
+        text of its window's earlier segments, so streaming is not held back to the
+        window's end (a window's later segments are scored again with its earlier ones:
+        a few short decoder passes, no encoder pass).
+        """
+        from faster_whisper.tokenizer import Tokenizer
+
+        wm = self._model
+        tokenizer = Tokenizer(wm.hf_tokenizer, wm.model.is_multilingual, task=options.task, language=language)
+        previous: list[int] = tokenizer.encode(" " + options.prompt.strip()) if options.prompt else []
+        reset_since = 0
+        seek, encoded, window_previous, before = None, None, [], []
+        for seg in segments:
+            if seg.seek != seek:
+                # faster-whisper yields a window's segments right after encoding and decoding it.
+                seek, encoded, window_previous, before = seg.seek, tap.last, previous[reset_since:], []
+            text = [t for t in seg.tokens if t < tokenizer.eot]
+            start = logprobs.start_sequence(window_previous, tokenizer.sot_prev, tokenizer.sot_sequence,
+                                            n_text=len(before) + len(text), max_length=wm.max_length)
+            yield dataclasses.replace(seg, logprobs=self._scored(encoded, start, before, text, N_FRAMES))
+            before += text
+            previous.extend(seg.tokens)
+            if seg.temperature > 0.5:  # faster-whisper's prompt_reset_on_temperature
+                reset_since = len(previous)
+
+
+class _EncoderTap:
+    """This request's view of the model, keeping the encoder output of the window being decoded.
+
+    faster-whisper encodes each 30 s window through `WhisperModel.encode` and keeps the
+    result to itself; scoring a window's tokens needs it, and encoding again would cost
+    as much as the encoder pass itself (most of a tiny model's time per window). A
+    shallow copy per request, so concurrent slots each see their own.
+    """
+
+    def __init__(self, model) -> None:  # a faster_whisper.WhisperModel
+        self.last = None
+        self.model = copy.copy(model)
+        encode = model.encode
+
+        def tapped(features):
+            self.last = encode(features)
+            return self.last
+
+        self.model.encode = tapped
 
 
 def _segment(s) -> Segment:  # a faster_whisper.transcribe.Segment

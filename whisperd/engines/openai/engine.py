@@ -17,6 +17,9 @@ embedding sliced to match, and whisper's own `DecodingTask` decodes it
 (`short.py`). What both engines share around the two decoders - the silence
 early return, the guard (when it distrusts the short decode, the request takes
 the windowed 30 s loop), the silence filter, the counters - is `common.py`.
+
+`Options.logprobs` scores each window's text tokens in one teacher-forced decoder
+pass on the audio features its decode already has (`logprobs.py`).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from whisperd.core.transcript import Segment, Transcript, Word
 from whisperd.engines import common
 from whisperd.engines.base import ModelInfo, Options, SegmentCallback
 from whisperd.engines.common import FullDecode, ShortDecode
-from whisperd.engines.openai import short
+from whisperd.engines.openai import logprobs, short
 from whisperd.engines.openai.load import load_checkpoint, resolve_compute_type, resolve_device
 
 if TYPE_CHECKING:
@@ -198,7 +201,8 @@ class _Run:
             segment_size = min(N_FRAMES, self.content_frames - seek)
             mel = self.mel[:, seek : seek + segment_size]
             mel = pad_or_trim(mel, N_FRAMES).to(model.device).to(self.dtype)
-            result = self._decode_with_fallback(mel, all_tokens[prompt_reset_since:])
+            prompt = all_tokens[prompt_reset_since:]
+            result = self._decode_with_fallback(mel, prompt)
 
             if self._is_silence(result):
                 seek += segment_size  # skip the whole window
@@ -224,10 +228,11 @@ class _Run:
                 if last_word_end is not None:
                     last_speech_timestamp = last_word_end
 
-            for seg in current:
-                # An instantaneous or empty segment carries nothing (whisper blanks it).
-                if seg["start"] == seg["end"] or not seg["text"].strip():
-                    continue
+            # An instantaneous or empty segment carries nothing (whisper blanks it).
+            kept = [seg for seg in current if seg["start"] != seg["end"] and seg["text"].strip()]
+            if opts.logprobs:
+                self._add_logprobs(kept, result, prompt)
+            for seg in kept:
                 all_tokens.extend(seg["tokens"])
                 yield _to_segment(next_id, seg)
                 next_id += 1
@@ -263,6 +268,17 @@ class _Run:
                 break
         assert result is not None  # temperatures() is never empty
         return result
+
+    def _add_logprobs(self, segments: list[dict[str, Any]], result: "DecodingResult", prompt: list[int]) -> None:
+        """Each segment's text tokens scored in one pass over the window, in its decode's context."""
+        eot = self.tokenizer.eot
+        texts = [[t for t in seg["tokens"] if t < eot] for seg in segments]
+        scored = logprobs.scored(self.model, self.tokenizer, result.audio_features, prompt,
+                                 [t for text in texts for t in text])
+        at = 0
+        for seg, text in zip(segments, texts):
+            seg["logprobs"] = scored[at : at + len(text)]
+            at += len(text)
 
     def _is_silence(self, result: "DecodingResult") -> bool:
         threshold = self.options.no_speech_threshold
@@ -343,4 +359,5 @@ def _to_segment(seg_id: int, d: dict[str, Any]) -> Segment:
         compression_ratio=float(d["compression_ratio"]),
         no_speech_prob=float(d["no_speech_prob"]),
         words=words,
+        logprobs=d.get("logprobs", ()),
     )

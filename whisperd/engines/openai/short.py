@@ -20,6 +20,7 @@ from whisperd.core.constants import HOP_LENGTH
 from whisperd.engines import short_path
 from whisperd.engines.base import Options
 from whisperd.engines.common import ShortDecode
+from whisperd.engines.openai import logprobs
 
 if TYPE_CHECKING:
     import torch
@@ -95,4 +96,5 @@ def decode_short(
         prompt=prompt or None, without_timestamps=True, sample_len=cap, fp16=fp16, temperature=0.0,
     ))[0]
     tokens = [t for t in result.tokens if t < tokenizer.eot]
-    return ShortDecode(tokens, tokenizer.decode(tokens), result.avg_logprob, result.no_speech_prob, language)
+    scored = logprobs.scored(model, tokenizer, result.audio_features, prompt, tokens) if options.logprobs else ()
+    return ShortDecode(tokens, tokenizer.decode(tokens), result.avg_logprob, result.no_speech_prob, language, scored)
