@@ -127,7 +127,8 @@ def choose_cut(prob: np.ndarray, *, threshold: float, lo: int, hi: int, min_paus
 
     The last pause of at least `min_pause` frames that ends after `lo` wins (windows
     stay long), cut `padding` frames before the speech after it (but not before the
-    pause began); else the middle of the longest pause; else the least speech-like frame.
+    pause began); else the middle of the longest pause; else the least speech-like frame (the latest
+    of equals, so a window without pauses is still a full one).
 
     >>> p = np.array([.9] * 10 + [.1] * 4 + [.9] * 10 + [.1] * 2 + [.9] * 4)
     >>> choose_cut(p, threshold=.5, lo=5, hi=29, min_pause=3, padding=1)
@@ -157,7 +158,7 @@ def choose_cut(prob: np.ndarray, *, threshold: float, lo: int, hi: int, min_paus
     if runs:
         begin, end = max(runs, key=lambda r: (r[1] - r[0], r[0]))
         return int(min(hi, max(lo, (begin + end) // 2)))
-    return int(lo + np.argmin(prob[lo : hi + 1]))
+    return int(hi - np.argmin(prob[lo : hi + 1][::-1]))  # the least speech-like, the latest of equals
 
 
 class Windower:
