@@ -13,6 +13,7 @@ from whisperd.core.settings import Setting, describe, from_command_line
 def prepare(prog: str, description: str, cls: type, settings: Sequence[Setting], section: str,
             argv: Sequence[str] | None) -> Any:
     """The frozen config ready to serve, or an exit code (2: bad config; 0: --print-config shown)."""
+    quiet_libraries()
     try:
         config, print_config = from_command_line(prog, description, cls, settings, section, argv, os.environ)
         if hasattr(config, "resolved_api_key"):
@@ -33,6 +34,16 @@ def prepare(prog: str, description: str, cls: type, settings: Sequence[Setting],
     except ImportError:
         pass
     return config
+
+
+# onnxruntime (Silero VAD) ships Microsoft's 1DS telemetry on Linux: with it on, it writes
+# a session file to TMPDIR and would upload events. Off in every program and its children.
+NO_TELEMETRY = {"ORT_DISABLE_TELEMETRY": "1"}
+
+
+def quiet_libraries() -> None:
+    """Turn off what libraries would report or fetch on their own; before they are imported."""
+    os.environ.update(NO_TELEMETRY)
 
 
 def freeze_heap() -> None:

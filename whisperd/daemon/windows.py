@@ -66,6 +66,9 @@ class SileroDetector:
     name = "silero"
 
     def __init__(self) -> None:
+        from whisperd.core.startup import quiet_libraries
+
+        quiet_libraries()  # onnxruntime's telemetry off, whoever loads this (the bench, a test)
         from faster_whisper.vad import get_vad_model  # lazy: onnxruntime and the model
 
         self._model = get_vad_model()
