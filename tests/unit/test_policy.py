@@ -216,3 +216,9 @@ def test_windows_are_ordered_by_the_audio_their_request_has_left():
                        window("talk/000000", 60, waited=1), job("cmd", 3)), ageing=0.5)
     # Shortest request first; within a request, its windows in order.
     assert [j.id for j in order] == ["cmd", "talk/000000", "film/000009", "film/000010"]
+
+
+def test_with_one_hot_slot_a_short_remainder_still_gets_a_cold_lane():
+    # Nothing else could ever take it (the slot is kept for commands): spawn, however short.
+    d = decide(facts([window("w0", 20, secs=20)], workers=(HOT,), load_s=5.0), S)
+    assert d.assign == () and len(d.spawn) == 1

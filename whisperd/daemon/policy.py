@@ -166,8 +166,11 @@ def decide(facts: Facts, settings: Settings) -> Decision:
             continue
         spawned_for_model = sum(1 for m, _ in spawn if m == job.model)
         if job.window:
-            # Would a new lane pay off? The rest of the recording must outlast its load.
-            worth = job.remaining_s * facts.seconds_per_audio_s > facts.load_s and window_threads < facts.cpu_cores
+            # Lanes that will take windows once free; with none at all, a new lane is the only way.
+            takers = [w for w in lanes if w.kind == "cold" or hot_slots >= 2 or not cold_possible]
+            # Else, would a new lane pay off? The rest of the recording must outlast its load.
+            worth = not takers or (job.remaining_s * facts.seconds_per_audio_s > facts.load_s
+                                   and window_threads < facts.cpu_cores)
         else:
             # Nobody idle can take it: would a new worker finish it sooner than any lane frees up?
             soonest = min((pending_free.get(w.id, 0.0) for w in lanes

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import testing.stack
-from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, word_recall
+from testing.speech import FOX_FILES, FOX_TEXT, LONG_FILE, LONG_TEXT, long_speech_wav, word_recall
 from testing.stack import CACHE, Daemon, Shim, drops, status
 from tests.stack.reliability.conftest import Watched
 from tests.stack.reliability.media import tone, wav
@@ -72,7 +72,9 @@ def shim_on_port(sock: str, port: int, *args: str) -> Shim:
 
 
 def test_daemon_killed_mid_request_then_the_shim_recovers_by_itself():
-    d = Daemon("--engine", "faster-whisper", "--long-audio-seconds", "10", "--max-cold-workers", "1")
+    # One hot slot: the long file's windows go to the cold worker, not the slot.
+    d = Daemon("--engine", "faster-whisper", "--long-audio-seconds", "10", "--max-cold-workers", "1",
+               "--hot-slots", "1")
     shim = Shim(d.socket)
     d2 = None
     try:
@@ -207,7 +209,8 @@ def test_client_leaves_mid_inference_on_a_cold_worker(fw_stack, fw_before):
 
 def test_client_leaves_mid_stream(fw_stack, fw_before):
     dropped = drops(fw_stack.daemon.socket)
-    headers, body = audio_form(LONG, "long.mp3", stream="true")
+    # ~130 s: more windows than lanes, so the first delta comes well before the last window.
+    headers, body = audio_form(long_speech_wav(4), "long.wav", stream="true")
     s = socket.create_connection(("127.0.0.1", fw_stack.shim.port), timeout=60)
     s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}\r\n"
               f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
