@@ -66,7 +66,16 @@ PYEOF
     # convert-pt-to-ggml.py wants the checkpoint, a whisper source tree (for the mel filters in
     # whisper/assets) and an output folder; the installed openai-whisper package is that tree.
     wdir="$("$PY" -c 'import whisper, os; print(os.path.dirname(os.path.dirname(whisper.__file__)))')"
-    "$PY" "$SRC/models/convert-pt-to-ggml.py" "$pt" "$wdir" "$work" >&2
+    # The script expects openai's float16 checkpoints (it writes 2-D tensors as they are and
+    # labels them float16); whisperd's converted checkpoint is float32, so halve it first.
+    "$PY" - "$pt" "$work/tiny.en-f16.pt" <<'PYEOF'
+import sys
+import torch
+checkpoint = torch.load(sys.argv[1], map_location="cpu")
+checkpoint["model_state_dict"] = {k: v.half() for k, v in checkpoint["model_state_dict"].items()}
+torch.save(checkpoint, sys.argv[2])
+PYEOF
+    "$PY" "$SRC/models/convert-pt-to-ggml.py" "$work/tiny.en-f16.pt" "$wdir" "$work" >&2
     mv "$work/ggml-model.bin" "$MODEL"
     rm -rf "$work"
 fi
