@@ -5,6 +5,7 @@
     latency_under_load  bench/latency_under_load.py  voice commands while a long file runs; cold spawn
     commands            bench/commands.py            single commands and bursts of 12, short path accuracy
     slots               bench/slots.py               the hot worker's slots × threads, engine only
+    long_audio          bench/long_audio.py          long real speech: whole file vs windows vs the peers
 
 Each writes its own section of docs/performance.md (and its plots under docs/).
 A failing benchmark is reported and the others still run; the exit code is 1 if any failed.
@@ -32,6 +33,7 @@ BENCHES = {
     "latency_under_load": ("latency_under_load.py", ["--commands", "3", "--spawn-repeats", "2"]),
     "commands": ("commands.py", ["--n", "4", "--bursts", "1", "--clips", "12"]),
     "slots": ("slots.py", ["--runs", "1"]),
+    "long_audio": ("long_audio.py", ["--quick"]),
 }
 
 
