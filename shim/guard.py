@@ -15,6 +15,7 @@ So `Host` must be a loopback name, the configured `host`, a name in
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from aiohttp import web
@@ -22,7 +23,7 @@ from aiohttp import web
 from shim.cors import Cors
 from shim.errors import HTTPError
 
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "127.0.0.1", "::1"})
 
 
 def parse_hosts(text: str) -> frozenset[str]:
@@ -53,6 +54,8 @@ class Guard:
         self.any_host = "*" in allowed_hosts
         self.hosts = LOOPBACK_NAMES | allowed_hosts | {host_name(listen_host)}
         self.cors = cors
+        # Clients send one Host header value over and over: the answer is a lookup after the first.
+        self.host_allowed = functools.lru_cache(maxsize=256)(self.host_allowed)  # type: ignore[method-assign]
 
     def host_allowed(self, header: str | None) -> bool:
         if self.any_host or not header:  # no Host at all: HTTP/1.0, never a browser

@@ -66,8 +66,10 @@ def closed_by_peer(sock: socket.socket, timeout: float) -> bool:
     try:
         while sock.recv(65536):
             pass
-    except (ConnectionResetError, TimeoutError):
-        return False if isinstance(sys.exc_info()[1], TimeoutError) else True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
     return True
 
 
