@@ -9,21 +9,27 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: venv node-sdk serve test test-unit lint-imports soak bench clean distclean
+.PHONY: venv lock node-sdk serve test test-unit lint-imports soak bench clean distclean
 
 # The stamp depends on every requirements file: a second run does nothing
 # unless one of them changed.
-$(VENV)/.stamp: requirements/*.txt setup.cfg pyproject.toml
+$(VENV)/.stamp: requirements/*.txt requirements/*.lock setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# torch first, from the one pin in constraints.txt (an unpinned torch pulls a CUDA build).
+	# Everything but torch at the locked versions, each file checked against its hash.
+	$(PIP) install -q --require-hashes -r requirements/dev.lock
+	# torch from the one pin in constraints.txt (an unpinned torch pulls a CUDA build); nothing
+	# in the lock needs it, so it comes only from here.
 	$(PIP) install -q -c requirements/constraints.txt torch
-	$(PIP) install -q -c requirements/constraints.txt -r requirements/runtime.txt -r requirements/test.txt
 	# openai-whisper without its triton dependency (GPU-only, ~1 GB): see README "Set-up".
-	$(PIP) install -q --no-deps -r requirements/whisper.txt
+	$(PIP) install -q --no-deps --require-hashes -r requirements/whisper.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 venv: $(VENV)/.stamp
+
+# Refresh requirements/runtime.lock and dev.lock (hash-pinned) from the requirement files.
+lock:
+	requirements/lock.sh
 
 # The official openai Node SDK, a second real client for tests/stack/test_node_sdk.py (skipped without npm).
 NODE_SDK = tests/clients/node

@@ -70,6 +70,11 @@ def multipart(audio: bytes, filename: str) -> tuple[bytes, str]:
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
+def _closed_by_peer(sock) -> bool:
+    import select
+    return bool(select.select([sock], [], [], 0)[0])  # readable while idle: EOF (or a reset)
+
+
 class HTTP:
     """One keep-alive connection, stdlib only, so the client adds as little as it can."""
 
@@ -78,6 +83,10 @@ class HTTP:
         self.conn = http.client.HTTPConnection(host, int(port), timeout=600)
 
     def post(self, body: bytes, ctype: str) -> bytes:
+        if self.conn.sock is not None and _closed_by_peer(self.conn.sock):
+            # The shim closes a connection idle past keepalive_timeout (10 s): reconnect, as
+            # pooling clients (httpx, aiohttp, urllib3) do, instead of writing into a closed one.
+            self.conn.close()
         self.conn.request("POST", "/v1/audio/transcriptions", body, {"Content-Type": ctype})
         r = self.conn.getresponse()
         data = r.read()

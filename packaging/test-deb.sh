@@ -24,7 +24,14 @@ CACHE=${WHISPERD_TEST_CACHE:-/var/cache/whisperd-test}
 BASE=$CACHE/rootfs
 RUN=$CACHE/run.$$
 MACHINE=whisperd-test-$$
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The Debian mirror: $DEBIAN_MIRROR, else the one this host's apt already uses (one-line or
+# deb822 sources, the security archive skipped), else none - debootstrap's own default.
+host_mirror() {
+    { grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) print $i}'
+      grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{for (i = 2; i <= NF; i++) print $i}'
+    } | grep -v -e security -e updates | head -n1
+}
+MIRROR=${DEBIAN_MIRROR:-$(host_mirror)}
 INCLUDE=systemd,systemd-sysv,dbus,python3,adduser,curl,ca-certificates
 
 log() { printf '>> [%4ds] %s\n' $((SECONDS - T0)) "$*"; }
@@ -52,7 +59,7 @@ if [ ! -e "$BASE/.whisperd-test-ok" ] || [ "$(cat "$BASE/.whisperd-test-ok")" !=
     log "debootstrap bookworm into $BASE (cached for next runs)"
     rm -rf "$BASE" "$BASE.tmp"
     mkdir -p "$CACHE"
-    debootstrap --variant=minbase --include="$INCLUDE" bookworm "$BASE.tmp" "$MIRROR" > "$CACHE/debootstrap.log" 2>&1 \
+    debootstrap --variant=minbase --include="$INCLUDE" bookworm "$BASE.tmp" ${MIRROR:+"$MIRROR"} > "$CACHE/debootstrap.log" 2>&1 \
         || { tail -20 "$CACHE/debootstrap.log"; fail "debootstrap"; }
     echo "$INCLUDE" > "$BASE.tmp/.whisperd-test-ok"
     mv "$BASE.tmp" "$BASE"

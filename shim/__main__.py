@@ -17,19 +17,19 @@ def main(argv: list[str] | None = None) -> int:
                      "shim", argv)
     if isinstance(config, int):
         return config
-    from aiohttp import web
-
     from shim.app import build_app
+    from shim.serve import connection_cap, run
 
-    log.info("listening on http://%s:%d, daemon socket %s%s%s", config.host, config.port, config.socket,
-             ", API key required" if config.resolved_api_key() else "",
+    limit = connection_cap(config.max_connections, config.connections)
+    log.info("listening on http://%s:%d, daemon socket %s, up to %d connections%s%s", config.host, config.port,
+             config.socket, limit, ", API key required" if config.resolved_api_key() else "",
              f", CORS for {config.cors_origins}" if config.cors_origins else "")
-    # handler_cancellation: a client that hangs up cancels its handler, which drops the
-    # request in the daemon too, instead of transcribing for nobody.
     app = build_app(config)
     freeze_heap()
-    web.run_app(app, host=config.host, port=config.port, print=None,
-                access_log=None, shutdown_timeout=10, handler_cancellation=True)
+    # handler_cancellation: a client that hangs up cancels its handler, which drops the
+    # request in the daemon too, instead of transcribing for nobody.
+    run(app, config.host, config.port, limit, access_log=None, shutdown_timeout=10,
+        keepalive_timeout=config.keepalive_timeout, handler_cancellation=True)
     return 0
 
 

@@ -7,7 +7,10 @@
     GET  /metrics                   Prometheus text
 
 Every error, including aiohttp's own 404/405, leaves as OpenAI's error body
-(`shim/errors.py`). `/health` and `/metrics` stay open when an API key is set.
+(`shim/errors.py`). A request under a foreign Host or from a foreign web page is
+refused before anything else (`shim/guard.py`). When an API key is set, `/health`
+stays open but says only its status without the key (load balancers need no
+more), and `/metrics` needs the key.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from shim.config import ShimConfig
 from shim.cors import Cors, parse_origins
 from shim.errors import HTTPError, error_dict, error_response, http_exception_error
 from shim.form import AudioForm, cache_aiohttp_disposition_parser, read_form
+from shim.guard import Guard, parse_hosts
 from shim.metrics import CONTENT_TYPE_LATEST, Metrics
 from whisperd.client import AsyncClient
 from whisperd.core.errors import WhisperdError
@@ -41,7 +45,8 @@ METRICS = web.AppKey("metrics", Metrics)
 API_KEY = web.AppKey("api_key", str)
 CORS = web.AppKey("cors", Cors)
 BUDGET = web.AppKey("upload_budget", UploadBudget)
-OPEN_PATHS = ("/health", "/metrics")
+GUARD = web.AppKey("guard", Guard)
+OPEN_PATHS = ("/health",)  # its detail still follows the key (`health`)
 
 
 def _route_name(request: web.Request) -> str:
@@ -56,6 +61,7 @@ async def errors_and_metrics(request: web.Request, handler: Any) -> web.StreamRe
     metrics = request.app[METRICS]
     metrics.in_flight.inc()
     try:
+        request.app[GUARD].check(request)
         response = request.app[CORS].preflight(request)
         if response is None:
             key = request.app[API_KEY]
@@ -80,11 +86,15 @@ async def errors_and_metrics(request: web.Request, handler: Any) -> web.StreamRe
     return response
 
 
-def _check_key(request: web.Request, key: str) -> None:
+def _key_given(request: web.Request, key: str) -> bool:
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     # compare_digest: the time taken does not tell how much of the key was right.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), key.encode()):
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key.encode())
+
+
+def _check_key(request: web.Request, key: str) -> None:
+    if not _key_given(request, key):
         raise HTTPError("invalid_api_key", "Incorrect or missing API key: send 'Authorization: Bearer <key>'")
 
 
@@ -260,6 +270,10 @@ async def _daemon_status(request: web.Request) -> tuple[int, dict[str, Any]]:
 
 async def health(request: web.Request) -> web.Response:
     code, body = await _daemon_status(request)
+    key = request.app[API_KEY]
+    if key and not _key_given(request, key):
+        # Version, models, worker PIDs and counts are for the key's holders; the status is for all.
+        body = {"status": body["status"]}
     return web.json_response(body, status=code, headers={"Retry-After": "1"} if code == 503 else None)
 
 
@@ -278,6 +292,7 @@ def build_app(config: ShimConfig) -> web.Application:
     app[METRICS] = Metrics()
     app[API_KEY] = config.resolved_api_key()
     app[CORS] = Cors(parse_origins(config.cors_origins))
+    app[GUARD] = Guard(config.host, parse_hosts(config.allowed_hosts), app[CORS])
     app[BUDGET] = UploadBudget(config.max_buffered_bytes)
     app[CLIENT] = AsyncClient(config.socket, size=config.connections)
     app.router.add_post("/v1/audio/transcriptions", transcriptions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -34,8 +35,17 @@ SHIM_SETTINGS: tuple[Setting, ...] = (
     Setting("transcript_timeout", 3600.0, bounded(float, 1.0, 86400.0),
             "seconds to wait for the daemon's transcript (then 504 transcript_timeout)",
             aliases=("request_timeout",)),
-    Setting("cors_origins", "", str, "comma-separated origins allowed by CORS (empty: CORS off)"),
+    Setting("cors_origins", "", str,
+            "comma-separated origins allowed by CORS (empty: CORS off); requests from any other web page get 403"),
     Setting("log_level", "info", choice(*LOG_LEVELS), "log level"),
+    Setting("max_connections", 1000, bounded(int, 1, 1 << 20),
+            "HTTP connections open at once (lowered to fit the file limit); beyond it the oldest idle one "
+            "is closed, or the new one gets 503 when all are busy"),
+    Setting("keepalive_timeout", 10.0, bounded(float, 0.5, 3600.0),
+            "seconds an idle connection is kept, and that a client has to send a request's headers"),
+    Setting("allowed_hosts", "", str,
+            "comma-separated names this server answers to besides localhost, IP addresses and host "
+            "(e.g. a reverse proxy's public name; '*': any)"),
 )
 
 
@@ -53,15 +63,40 @@ class ShimConfig:
     transcript_timeout: float
     cors_origins: str
     log_level: str
+    max_connections: int
+    keepalive_timeout: float
+    allowed_hosts: str
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
     config_file: str = ""
 
-    def resolved_api_key(self) -> str:
+    def resolved_api_key(self, env: Mapping[str, str] = os.environ) -> str:
+        """The bearer key: `api_key`, else `api_key_file`, else the systemd credential, else none.
+
+        A key file that is empty is a configuration error, never "no key": an empty
+        file must not turn authentication off without a word.
+        """
         if self.api_key:
             return self.api_key
         if self.api_key_file:
-            try:
-                return Path(self.api_key_file).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"api_key_file {self.api_key_file}: {exc.strerror}") from None
+            return _read_key(self.api_key_file, "api_key_file")
+        # LoadCredential=whisperd-api-key in whisperd-shim.service (docs/debian.md): systemd
+        # copies the key where only this service can read it; an absent credential means no key.
+        credentials = env.get("CREDENTIALS_DIRECTORY")
+        if credentials and (Path(credentials) / API_KEY_CREDENTIAL).exists():
+            return _read_key(str(Path(credentials) / API_KEY_CREDENTIAL), "the credential")
         return ""
+
+
+API_KEY_CREDENTIAL = "whisperd-api-key"
+
+
+def _read_key(path: str, what: str) -> str:
+    try:
+        key = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not UTF-8 text") from None
+    if not key:
+        raise ConfigError(f"{what} {path} is empty: write the key into it (or unset it to run without a key)")
+    return key

@@ -24,12 +24,14 @@ STATUS_BY_CODE: dict[str, tuple[int, str]] = {
     "audio_empty": (400, "invalid_request_error"),
     "audio_too_long": (400, "invalid_request_error"),
     "invalid_api_key": (401, "invalid_request_error"),
+    "origin_not_allowed": (403, "invalid_request_error"),  # a web page outside cors_origins (shim/guard.py)
     "model_not_found": (404, "invalid_request_error"),
     "not_found": (404, "invalid_request_error"),
     "method_not_allowed": (405, "invalid_request_error"),
     "audio_too_large": (413, "invalid_request_error"),
     "frame_too_large": (413, "invalid_request_error"),
     "unsupported_media_type": (415, "invalid_request_error"),
+    "host_not_allowed": (421, "invalid_request_error"),  # Misdirected Request: a Host we do not answer to
     "not_ready": (503, "server_error"),
     "overloaded": (503, "server_error"),
     "shutting_down": (503, "server_error"),

@@ -2,7 +2,10 @@
 
 Bodies are streamed, never read whole before their size is known to be within
 the limit; a too-large upload is refused as soon as the limit is passed.
-Chunked (length-less) uploads are read the same way.
+Chunked (length-less) uploads are read the same way. Every byte of the body -
+file, text fields, part headers - counts against one total (`body_limit`) and
+against the shim's upload budget, and the number of parts and of repeats of one
+field name is capped, so no shape of form holds more than the limit.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ TEXT_FIELD_LIMIT = 64 * 1024  # any non-file field; a prompt is far smaller
 GRANULARITIES = ("word", "segment")
 INCLUDES = ("logprobs",)
 CHUNKING_PART = "chunking_strategy["  # the SDKs flatten the object: chunking_strategy[threshold]=0.4
+# OpenAI's form has under a dozen fields; the repeatable ones (timestamp_granularities[],
+# include[]) have two or three values. Far above any client, far below harm.
+MAX_PARTS = 64
+MAX_REPEATS = 8
 
 
 @dataclass
@@ -41,7 +48,7 @@ class AudioForm:
     prompt: str | None = None
     response_format: str = "json"
     temperature: float = 0.0
-    granularities: list[str] = field(default_factory=list)
+    granularities: set[str] = field(default_factory=set)  # a set: repeating a value holds nothing more
     stream: bool = False
     chunking: Chunking | None = None
     include: list[str] = field(default_factory=list)
@@ -111,7 +118,7 @@ def apply_field(form: AudioForm, name: str, value: str, *, translate: bool) -> N
                 raise HTTPError("invalid_parameter",
                                 f"timestamp_granularities must be 'word' or 'segment', got {g[:40]!r}",
                                 param="timestamp_granularities")
-            form.granularities.append(g)
+            form.granularities.add(g)
     elif name == "stream":
         form.stream = _parse_bool("stream", value)
     elif name == "chunking_strategy":
@@ -138,6 +145,23 @@ def finish(form: AudioForm) -> AudioForm:
         raise HTTPError("invalid_parameter", "include[]=logprobs needs response_format 'json', "
                         f"got {form.response_format!r}", param="include")
     return form
+
+
+class FieldCounter:
+    """Caps the number of fields and of repeats of one name (multipart parts, JSON keys and list items)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_name: dict[str, int] = {}
+
+    def count(self, name: str) -> None:
+        self.total += 1
+        if self.total > MAX_PARTS:
+            raise HTTPError("invalid_request", f"the form has more than {MAX_PARTS} fields")
+        seen = self.by_name[name] = self.by_name.get(name, 0) + 1
+        if seen > MAX_REPEATS:
+            raise HTTPError("invalid_parameter", f"field {name[:40]!r} is repeated more than {MAX_REPEATS} times",
+                            param=name[:40] or None)
 
 
 def _json_body_limit(limit: int) -> int:
@@ -182,24 +206,35 @@ async def read_form(request: web.Request, limit: int, *, translate: bool, lease:
     body_limit = _json_body_limit(limit) if ctype == "application/json" else limit + TEXT_FIELD_LIMIT
     if request.content_length is not None and request.content_length > body_limit:
         raise _too_large(limit)  # refused before reading a byte of it
-    # Counted from what reached the shim (`total_bytes`), not from what the parser handed over.
-    hold = (lambda: lease.cover(request.content.total_bytes)) if lease is not None else None
+
+    def hold() -> None:
+        # Counted from what reached the shim (`total_bytes`), not from what the parser handed
+        # over: text parts, part headers and boundaries count too, and a chunked body (no
+        # Content-Length) stops here at the limit.
+        received = request.content.total_bytes
+        if received > body_limit:
+            raise _too_large(limit)
+        if lease is not None:
+            lease.cover(received)
     if ctype == "application/json":
         return await _read_json(request, limit, translate=translate, hold=hold)
     if ctype != "multipart/form-data":
         raise HTTPError("invalid_request", "send multipart/form-data with a 'file' field "
                         f"(got Content-Type {ctype or 'none'!r})")
     form = AudioForm()
+    fields = FieldCounter()
     seen_file = False
     try:
         reader = await request.multipart()
         while True:
             part = await reader.next()
+            hold()  # the part's headers are in
             if part is None:
                 break
+            name, filename = _disposition(part.headers.get(hdrs.CONTENT_DISPOSITION))
+            fields.count(name)
             if not isinstance(part, BodyPartReader):
                 continue  # a nested multipart: not something OpenAI clients send
-            name, filename = _disposition(part.headers.get(hdrs.CONTENT_DISPOSITION))
             if name == "file":
                 if seen_file:
                     raise HTTPError("invalid_parameter", "more than one 'file' field", param="file")
@@ -210,6 +245,7 @@ async def read_form(request: web.Request, limit: int, *, translate: bool, lease:
                 raw = await _read_limited(
                     part, TEXT_FIELD_LIMIT,
                     HTTPError("invalid_parameter", f"field {name[:40]!r} is too long", param=name[:40] or None),
+                    hold,
                 )
                 try:
                     text = raw.decode("utf-8")
@@ -272,15 +308,18 @@ async def _read_json(request: web.Request, limit: int, *, translate: bool,
         raise HTTPError("invalid_parameter", "input_audio.data is not valid base64", param="input_audio") from None
     if len(form.audio) > limit:
         raise _too_large(limit)
+    fields = FieldCounter()
     for key, value in obj.items():
         if key in ("input_audio", "file") or value is None:
             continue
         if isinstance(value, list):
             for item in value:
+                fields.count(key)
                 apply_field(form, key, str(item), translate=translate)
         elif isinstance(value, dict):  # chunking_strategy's object, as the multipart field's JSON text
             apply_field(form, key, json.dumps(value), translate=translate)
         else:
+            fields.count(key)
             text = str(value).lower() if isinstance(value, bool) else str(value)
             apply_field(form, key, text, translate=translate)
     return finish(form)

@@ -109,13 +109,14 @@ class Daemon:
 class Shim:
     """A real `whisperd-shim` process on a free port."""
 
-    def __init__(self, socket_path: str, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, socket_path: str, *args: str, env: dict[str, str] | None = None, **popen: object) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = tempfile.NamedTemporaryFile(prefix="shim-", suffix=".log", dir="/tmp", delete=False)
         cmd = [sys.executable, "-m", "shim", "--config", "/dev/null", "--socket", socket_path,
                "--port", str(self.port), *args]
-        self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=_env(env), cwd=ROOT)
+        self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=_env(env), cwd=ROOT,
+                                     **popen)
         self.wait_listening()
 
     def wait_listening(self, timeout: float = 30.0) -> None:

@@ -73,7 +73,7 @@ async def test_a_stalled_upload_gets_408_upload_timeout_and_never_reaches_the_da
     try:
         body = multipart(b"RIFF" + b"\0" * 4000)
         reader, writer = await asyncio.open_connection(server.host, server.port)
-        writer.write((f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        writer.write((f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                       f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
                       f"Content-Length: {len(body)}\r\n\r\n").encode() + body[:len(body) // 2])
         await writer.drain()  # ...and the rest never comes

@@ -179,9 +179,13 @@ async def _auth_checks(shim: Shim) -> None:
         assert got["WWW-Authenticate"].startswith("Bearer")
     status, _, text = await _request("GET", url, headers={"Authorization": "Bearer secret"})
     assert status == 200, text
-    for open_path in ("/health", "/metrics"):
-        status, _, _ = await _request("GET", shim.url + open_path)
-        assert status == 200, open_path
+    # /health stays open for load balancers, saying only its status; /metrics needs the key.
+    status, _, text = await _request("GET", shim.url + "/health")
+    assert status == 200 and json.loads(text) == {"status": "ok"}, text
+    status, _, text = await _request("GET", shim.url + "/metrics")
+    assert status == 401, text
+    status, _, _ = await _request("GET", shim.url + "/metrics", headers={"Authorization": "Bearer secret"})
+    assert status == 200
 
 
 async def test_api_key_from_the_command_line(secure_shim):
@@ -222,10 +226,11 @@ PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-He
 async def test_cors_is_off_by_default(fw_stack):
     status, headers, text = await _request("OPTIONS", fw_stack.url + "/v1/audio/transcriptions",
                                            headers={"Origin": "http://a.example", **PREFLIGHT})
-    assert status == 405 and "Access-Control-Allow-Origin" not in headers
-    assert_openai_error(json.loads(text), "method_not_allowed")
+    # A web page is not a client of this server unless its origin is listed (shim/guard.py).
+    assert status == 403 and "Access-Control-Allow-Origin" not in headers
+    assert_openai_error(json.loads(text), "origin_not_allowed")
     status, headers, _ = await _request("GET", fw_stack.url + "/health", headers={"Origin": "http://a.example"})
-    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+    assert status == 403 and "Access-Control-Allow-Origin" not in headers
 
 
 async def test_cors_for_listed_origins_only(secure_shim):
@@ -246,7 +251,7 @@ async def test_cors_for_listed_origins_only(secure_shim):
     status, headers, _ = await _request("GET", secure_shim.url + "/v1/models", headers={"Origin": "http://a.example"})
     assert status == 401 and headers["Access-Control-Allow-Origin"] == "http://a.example"
     status, headers, _ = await _request("GET", secure_shim.url + "/health", headers={"Origin": "http://b.example"})
-    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+    assert status == 403 and "Access-Control-Allow-Origin" not in headers
 
 
 # --- health and metrics ----------------------------------------------------------------------

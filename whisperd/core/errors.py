@@ -98,6 +98,12 @@ class UnknownOp(ProtocolError):
     code = "unknown_op"
 
 
+class FrameTimeout(ProtocolError):
+    """A frame was begun but not finished in time (a stalled or trickling client)."""
+
+    code = "frame_timeout"
+
+
 # --- our side ------------------------------------------------------------------------
 
 

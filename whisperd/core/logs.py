@@ -6,6 +6,12 @@ itself. Tracebacks and multi-line messages get the prefix on *every* line, so
 ``journalctl -p err`` keeps a whole traceback together. In a terminal the
 lines read ``2026-11-28 14:00:00,123 INFO whisperd.daemon.server: message``.
 
+Values interpolated into a message (``log.info("... %s", value)``) may come from a
+client - an option name, a model name, a URL path - so their control characters
+are escaped (``\n`` → ``\\n``) before formatting: a value can never start a
+second, genuine-looking journal line. The message's own text and tracebacks are
+left as written.
+
 Stdlib only. ``set_level`` changes verbosity in place, for a SIGHUP reload.
 """
 
@@ -13,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
+from collections.abc import Mapping
 from typing import IO, Any
 
 LEVELS = {
@@ -31,6 +39,35 @@ PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JOURNAL_FORMAT = "%(name)s: %(message)s"
 
 _handler: logging.Handler | None = None
+
+# C0 and C1 control characters and DEL; the line and paragraph separators too, which
+# some readers also break lines at.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """``"a\nb"`` → ``"a\\nb"``: the text on one line, every control character visible."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"
+                                           if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}"), text)
+
+
+def _safe(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float)):
+        return value  # numbers keep their %d / %.1f formatting
+    text = value if isinstance(value, str) else str(value)
+    return escape_controls(text) if _CONTROL.search(text) else value
+
+
+class EscapeArgs(logging.Filter):
+    """Escapes control characters in a record's arguments, whoever logs it (aiohttp's loggers too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, Mapping):
+            record.args = {k: _safe(v) for k, v in record.args.items()}
+        elif record.args:
+            record.args = tuple(_safe(a) for a in record.args)
+        return True
 
 
 def parse_level(level: str) -> int:
@@ -86,6 +123,7 @@ def setup_logging(
 
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JournalFormatter() if journald else logging.Formatter(PLAIN_FORMAT))
+    handler.addFilter(EscapeArgs())
 
     root = logging.getLogger()
     if _handler is not None:

@@ -149,7 +149,8 @@ def parse_options(raw: Any) -> TranscribeOptions:
         raise ProtocolError("header field 'options' must be an object")
     unknown = set(raw) - set(TranscribeOptions.__dataclass_fields__)
     if unknown:
-        raise ProtocolError(f"unknown option(s): {', '.join(sorted(map(str, unknown)))[:200]}")
+        # repr: a name is the client's text, and must not carry a line break into a log.
+        raise ProtocolError(f"unknown option(s): {', '.join(sorted(map(repr, unknown)))[:200]}")
     task = _optional(raw, "task", (str,), "a string") or "transcribe"
     if task not in TASKS:
         raise InvalidParameter(f"task must be one of {', '.join(TASKS)}", param="task")

@@ -75,7 +75,12 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
             "seconds to finish in-flight work on SIGTERM"),
     Setting("cache_dir", "", str, "where converted/assembled models are kept (default: state dir or ~/.cache/whisperd)"),
     Setting("models_dir", "", str, "folder of extra models (<name>/model.bin or <name>.pt)"),
-    Setting("log_level", "info", choice(*LOG_LEVELS), "log level"),
+    Setting("log_level", "info", choice(*LOG_LEVELS), "log level (debug also logs the text of every transcript)"),
+    Setting("max_connections", 512, bounded(int, 1, 1 << 20),
+            "socket connections open at once (lowered to fit the file limit); beyond it the oldest idle one "
+            "is closed, or the new one refused when all are busy"),
+    Setting("frame_timeout", 10.0, bounded(float, 0.1, 3600.0),
+            "seconds a client may take to send a request header once begun; the audio gets this plus 1 s per MiB"),
 )
 
 
@@ -109,6 +114,8 @@ class DaemonConfig:
     cache_dir: str
     models_dir: str
     log_level: str
+    max_connections: int
+    frame_timeout: float
     # Where each value came from ("default", "file:/etc/...", "env:WHISPERD_X", "cli").
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
     config_file: str = ""

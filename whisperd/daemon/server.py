@@ -5,6 +5,14 @@ next request only after the final reply to the previous one). While a request
 runs, the connection is watched: a client that hangs up has its work dropped.
 Requests are validated in `whisperd.daemon.requests`; replies are the typed
 values of `whisperd.core.replies`.
+
+No client can hold the daemon by never finishing: a header frame, once begun,
+must arrive within `frame_timeout`, and the audio frame within that plus a second
+per MiB. At most `max_connections` are open (fewer when the file limit is lower);
+a new one beyond that closes the oldest connection that has no request in
+flight (idle, or stalled inside a header) - so stalled connections can never
+shut out a real client - and is refused with `overloaded` only when every
+connection is busy with a request.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import asyncio
 import grp
 import logging
 import os
+import resource
 import socket
 import time
 from pathlib import Path
@@ -20,7 +29,7 @@ from typing import Any, Callable
 
 from whisperd import __version__
 from whisperd.core import protocol
-from whisperd.core.errors import ProtocolError, ShuttingDown, WhisperdError
+from whisperd.core.errors import FrameTimeout, Overloaded, ProtocolError, ShuttingDown, WhisperdError
 from whisperd.core.replies import DaemonState, DaemonStatus, ModelEntry, TranscribeResult, model_list_dict
 from whisperd.core.transcript import Segment, segment_dict
 from whisperd.daemon import requests
@@ -31,12 +40,29 @@ from whisperd.engines.base import ModelInfo
 
 log = logging.getLogger("whisperd.server")
 
+AUDIO_MIN_RATE = 1 << 20  # bytes/s an audio frame must keep up (local clients send at memory speed)
+FD_RESERVE = 64  # descriptors kept for the daemon itself: model files, cold workers, pipes
+ACCEPT_BURST = 100  # connections asyncio accepts in one go (its `backlog`), before any handler runs
+CAP_LOG_EVERY = 10.0  # seconds between two "connection cap reached" warnings
+
+
+def connection_cap(wanted: int) -> int:
+    """`max_connections`, lowered to what the file limit leaves beyond the daemon's own needs."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    # Room for one whole accept burst beyond the cap: the displaced connections close only after it.
+    return max(1, min(wanted, soft - FD_RESERVE - ACCEPT_BURST))
+
 
 def bind_unix_socket(path: str, mode: int, group: str) -> socket.socket:
     """Bind `path` with `mode` and `group` set before anyone can connect."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    if p.is_socket() or p.exists():
+    if p.exists() and not p.is_socket():
+        # Only a stale socket is ours to remove; anything else at the path is someone's file.
+        raise OSError(f"cannot listen on {path}: it exists and is not a socket (remove it or choose another path)")
+    if p.is_socket():
         # A stale socket from a crashed run; refuse to steal one that is alive.
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -74,14 +100,19 @@ class Server:
         self.draining = False
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task] = set()
+        # Connections with no request in flight, oldest first: the ones a new connection may displace.
+        self._idle: dict[asyncio.Task, asyncio.StreamWriter] = {}
+        self.max_connections = connection_cap(config.max_connections)
+        self._cap_logged = -CAP_LOG_EVERY
         self._inflight = 0
         self.served = 0
+        self.counters = {"connections_evicted": 0, "connections_refused": 0, "frame_timeouts": 0}
         self.on_change: Callable[[], None] = lambda: None  # e.g. refresh systemd STATUS=
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self, sock: socket.socket) -> None:
-        self._server = await asyncio.start_unix_server(self._on_connection, sock=sock)
+        self._server = await asyncio.start_unix_server(self._on_connection, sock=sock, backlog=ACCEPT_BURST)
 
     async def drain(self, grace: float) -> None:
         """Stop accepting, let in-flight requests finish within `grace`, then cut the rest."""
@@ -99,6 +130,7 @@ class Server:
 
     def daemon_status(self) -> DaemonStatus:
         engine = self.pool.engine
+        pool = self.pool.status()
         # The pool reports its part as plain data (lanes, counters...); the typed reply
         # takes what it knows of it.
         return DaemonStatus.from_dict({
@@ -108,7 +140,8 @@ class Server:
             "engine": engine.name,
             "device": engine.device,
             "compute_type": engine.compute_type,
-            **self.pool.status(),
+            **pool,
+            "counters": {**pool.get("counters", {}), **self.counters},
             "served": self.served,
             "uptime": round(time.monotonic() - self.started_at, 1),
         })
@@ -123,27 +156,85 @@ class Server:
     async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        if len(self._connections) >= self.max_connections and not self._displace_idle():
+            self.counters["connections_refused"] += 1
+            self._note_cap("refused a new connection: every connection has a request in flight")
+            try:
+                writer.write(protocol.error_frame(None, Overloaded(
+                    f"whisperd has {len(self._connections)} connections open, each with a request in flight "
+                    "(max_connections); try again shortly")))
+                await writer.drain()
+            except ConnectionError:
+                pass
+            writer.close()
+            return
         self._connections.add(task)
         try:
-            await self._serve(reader, writer)
+            await self._serve(reader, writer, task)
         except (ConnectionError, asyncio.CancelledError):
             pass
         except Exception:  # a bug must cost one connection, never the daemon
             log.exception("connection handler failed")
         finally:
             self._connections.discard(task)
+            self._idle.pop(task, None)
             writer.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _displace_idle(self) -> bool:
+        """Close the oldest connection without a request in flight; False when there is none."""
+        if not self._idle:
+            return False
+        task, writer = next(iter(self._idle.items()))
+        del self._idle[task]
+        self._connections.discard(task)  # counted out now: its handler unwinds a moment later
+        writer.transport.abort()
+        task.cancel()
+        self.counters["connections_evicted"] += 1
+        self._note_cap("closed the oldest idle connection to make room")
+        return True
+
+    def _note_cap(self, what: str) -> None:
+        now = time.monotonic()
+        if now - self._cap_logged >= CAP_LOG_EVERY:  # a flood of connections must not flood the journal
+            self._cap_logged = now
+            log.warning("connection cap reached (%d, max_connections): %s; so far %d closed, %d refused",
+                        self.max_connections, what, self.counters["connections_evicted"],
+                        self.counters["connections_refused"])
+
+    async def _read_header(self, reader: asyncio.StreamReader) -> bytes:
+        """The next header frame: an idle connection may wait for it as long as it likes, but once
+        its first byte is in, the whole frame must follow within `frame_timeout`."""
+        first = await reader.read(1)
+        if not first:
+            raise EOFError
+        timeout = self.config.frame_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                try:
+                    rest = await reader.readexactly(protocol.LENGTH.size - 1)
+                except asyncio.IncompleteReadError:
+                    raise ProtocolError("connection closed inside a frame length") from None
+                length = protocol.parse_length(first + rest, protocol.MAX_HEADER)
+                try:
+                    return await reader.readexactly(length)
+                except asyncio.IncompleteReadError:
+                    raise ProtocolError("connection closed inside a frame") from None
+        except TimeoutError:
+            raise FrameTimeout(f"the request header was not complete within {timeout:g} s (frame_timeout)") from None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, task: asyncio.Task) -> None:
         while not self.draining:
+            self._idle[task] = writer  # waiting for (or inside) a header: may be displaced
             try:
-                header = await protocol.read_frame(reader, protocol.MAX_HEADER)
+                header = await self._read_header(reader)
                 request = protocol.parse_request(header, max_audio=self.config.max_audio_bytes)
             except EOFError:
                 return
             except WhisperdError as err:
                 await self._refuse(writer, None, err)
                 return
+            finally:
+                self._idle.pop(task, None)
             if request.op == "transcribe":
                 # It reads its own audio frame: no frame here holds the bytes meanwhile.
                 keep_open = await self._transcribe(request, reader, writer)
@@ -156,7 +247,12 @@ class Server:
 
     async def _refuse(self, writer: asyncio.StreamWriter, rid: str | None, err: WhisperdError) -> None:
         """A broken frame: answer it, and the caller closes - the rest of the stream is not trusted."""
-        log.info("request %s refused: %s (%s)", rid or "-", err.message, err.code)
+        if isinstance(err, FrameTimeout):
+            # Counted, not logged at info: a thousand stalled connections are one event, not a thousand.
+            self.counters["frame_timeouts"] += 1
+            log.debug("request %s refused: %s (%s)", rid or "-", err.message, err.code)
+        else:
+            log.info("request %s refused: %s (%s)", rid or "-", err.message, err.code)
         writer.write(protocol.error_frame(rid, err))
         await writer.drain()
 
@@ -168,7 +264,13 @@ class Server:
         return {"pong": True}
 
     async def _read_audio(self, reader: asyncio.StreamReader, request: protocol.Request) -> bytes:
-        audio = await protocol.read_frame(reader, self.config.max_audio_bytes)
+        timeout = self.config.frame_timeout + request.audio_size / AUDIO_MIN_RATE
+        try:
+            async with asyncio.timeout(timeout):
+                audio = await protocol.read_frame(reader, self.config.max_audio_bytes)
+        except TimeoutError:
+            raise FrameTimeout(f"the audio frame ({request.audio_size} bytes) was not complete within "
+                               f"{timeout:.0f} s (frame_timeout + 1 s per MiB)") from None
         if len(audio) != request.audio_size:
             raise ProtocolError(f"audio frame has {len(audio)} bytes; the header announced {request.audio_size}")
         return audio

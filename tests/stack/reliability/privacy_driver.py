@@ -63,7 +63,7 @@ def cache_listing() -> list[tuple[str, int, int]]:
 def raw_post(port: int, body: bytes, headers: dict, *, send_fraction: float = 1.0) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", port), timeout=60)
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(body)}\r\n\r\n"
+    s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}Content-Length: {len(body)}\r\n\r\n"
               .encode() + body[: int(len(body) * send_fraction)])
     return s
 

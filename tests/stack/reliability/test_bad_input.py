@@ -249,7 +249,7 @@ def test_slowloris_upload_is_cut_off(fw_stack):
     shim = Shim(fw_stack.daemon.socket, env={"WHISPERD_UPLOAD_TIMEOUT": "3"})
     try:
         headers, body = audio_form(FOX["wav"][:2000], "slow.wav")
-        head = (f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\n"
+        head = (f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 f"Content-Type: {headers['Content-Type']}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
         s = socket.create_connection(("127.0.0.1", shim.port), timeout=30)
         s.sendall(head)
@@ -282,9 +282,9 @@ def test_slowloris_upload_is_cut_off(fw_stack):
 
 
 @pytest.mark.parametrize("request_bytes", [
-    b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
-    b"GET /v1/models?" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(300)) + b"\r\n",
+    b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
+    b"GET /v1/models?" + b"a" * 20000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(300)) + b"\r\n",
 ], ids=["header-20kb", "url-20kb", "300-headers"])
 def test_request_line_and_header_limits(fw_stack, request_bytes):
     """aiohttp's parser limits (8190-byte lines and fields, a header count) answer 400 at once.

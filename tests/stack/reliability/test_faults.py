@@ -180,7 +180,7 @@ def test_client_leaves_mid_upload(fw_stack, fw_before):
     served = status(fw_stack.daemon.socket).served
     for _ in range(5):
         s = socket.create_connection(("127.0.0.1", fw_stack.shim.port), timeout=10)
-        s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}\r\n"
+        s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {headers['Content-Type']}\r\n"
                   f"Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
         time.sleep(0.2)
         s.close()
@@ -196,7 +196,7 @@ def test_client_leaves_mid_inference_on_a_cold_worker(fw_stack, fw_before):
     dropped = drops(fw_stack.daemon.socket)
     headers, body = audio_form(LONG, "long.mp3")
     s = socket.create_connection(("127.0.0.1", fw_stack.shim.port), timeout=10)
-    s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}\r\n"
+    s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {headers['Content-Type']}\r\n"
               f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
     wait_until(lambda: status(sock).running >= 1, 30, "the long file to start")
     s.close()
@@ -212,7 +212,7 @@ def test_client_leaves_mid_stream(fw_stack, fw_before):
     # ~130 s: more windows than lanes, so the first delta comes well before the last window.
     headers, body = audio_form(long_speech_wav(4), "long.wav", stream="true")
     s = socket.create_connection(("127.0.0.1", fw_stack.shim.port), timeout=60)
-    s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}\r\n"
+    s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {headers['Content-Type']}\r\n"
               f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
     first = s.recv(65536)
     assert first.startswith(b"HTTP/1.1 200") and b"text/event-stream" in first
@@ -389,7 +389,7 @@ def test_short_request_does_not_wait_behind_long_ones_over_http(fw_stack):
     try:
         for _ in range(9):
             s = socket.create_connection(("127.0.0.1", fw_stack.shim.port), timeout=60)
-            s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\nContent-Type: {headers['Content-Type']}"
+            s.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {headers['Content-Type']}"
                       f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
             longs.append(s)
         wait_until(lambda: status(fw_stack.daemon.socket).running >= 1, 30, "the recordings to start")
@@ -461,7 +461,7 @@ def test_uploads_past_the_shims_byte_budget_are_503_and_the_budget_comes_back(fw
         # One client sends 800 KB of a 900 KB upload and stalls: the shim holds what it read.
         headers, body = audio_form(os.urandom(900_000), "big.wav")
         stalled = socket.create_connection(("127.0.0.1", shim.port), timeout=10)
-        stalled.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: x\r\n"
+        stalled.sendall(f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                         f"Content-Type: {headers['Content-Type']}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
                         + body[:800_000])
         # Every byte that reached the shim is held, including the chunk aiohttp's multipart
