@@ -4,7 +4,8 @@ The normalizer makes the comparison about words, not typography: lowercase,
 apostrophes dropped inside words ("don't" → "dont"), every other punctuation
 mark or symbol is a word break. Numbers stay as they are written, so "ten" and
 "10" count as different words - the scripts here spell numbers as words, as
-Whisper does for small numbers.
+Whisper does for small numbers. One spelling variant is folded: "alright" is
+"all right" (the same two words; references and models write either).
 
     >>> normalize("The quick, brown fox - it's 10 o'clock!")
     ['the', 'quick', 'brown', 'fox', 'its', '10', 'oclock']
@@ -16,6 +17,8 @@ Whisper does for small numbers.
     0.5
     >>> wer("", "")
     0.0
+    >>> word_errors("alright, thanks", "all right thanks")
+    (0, 3)
 
 Run the examples with `python -m doctest bench/wer.py`.
 """
@@ -35,7 +38,13 @@ def normalize(text: str) -> list[str]:
             continue
         # Unicode categories P* (punctuation) and S* (symbols) break words.
         out.append(" " if unicodedata.category(ch)[0] in "PS" else ch)
-    return "".join(out).split()
+    words: list[str] = []
+    for word in "".join(out).split():
+        words.extend(_SAME_WORDS.get(word, (word,)))
+    return words
+
+
+_SAME_WORDS = {"alright": ("all", "right")}
 
 
 def edit_distance(ref: list[str], hyp: list[str]) -> int:

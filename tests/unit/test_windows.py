@@ -45,15 +45,23 @@ def test_every_cut_falls_in_a_pause():
         assert np.max(np.abs(SPEECH[w.start - 80 : w.start + 80])) == 0.0, f"cut at {w.start / RATE:.2f} s"
 
 
-def test_a_longer_silence_duration_cuts_only_at_the_long_pause():
-    default = cut(SPEECH)[1].start / RATE
-    long_pause = cut(SPEECH, Chunking(silence_duration_ms=1000))[1].start / RATE
-    assert default > 25  # the last short pause before 30 s
-    assert 18.0 <= long_pause <= 19.2  # inside the 1.2 s pause at 18 s
+def test_the_cut_is_at_the_longest_pause_not_the_last():
+    assert 18.0 <= cut(SPEECH)[1].start / RATE <= 19.2  # the 1.2 s pause, not a 0.3 s one near 30 s
+
+
+def test_pauses_shorter_than_the_silence_duration_are_cut_only_in_their_middle():
+    short_only = signal([(1.5, True), (0.3, False)] * 30)
+    pause_ends = [1.5 + 1.8 * k + 0.3 for k in range(30)]
+    default = cut(short_only)[1].start / RATE
+    strict = cut(short_only, Chunking(silence_duration_ms=1000))[1].start / RATE
+    # 200 ms: a pause qualifies, cut at its start (300 ms of padding is more than it has);
+    # 1000 ms: none does, so the middle of the longest (the latest of equals).
+    assert any(abs(default - (end - 0.3)) < 0.04 for end in pause_ends)
+    assert any(abs(strict - (end - 0.15)) < 0.04 for end in pause_ends)
 
 
 def test_prefix_padding_keeps_audio_before_the_next_speech():
-    starts = [w.start / RATE for w in cut(SPEECH, Chunking(silence_duration_ms=1000, prefix_padding_ms=500))][1:2]
+    starts = [w.start / RATE for w in cut(SPEECH, Chunking(prefix_padding_ms=500))][1:2]
     assert starts and abs(starts[0] - (19.2 - 0.5)) < 0.05  # 0.5 s before speech resumes at 19.2 s
 
 
