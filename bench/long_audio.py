@@ -3,8 +3,10 @@
 On real speech with human transcripts (bench/real_long.py: the long real recording, 181 s, and
 jfk.wav ×8, 88 s; --quick: 89 s of read speech and jfk ×4), tiny.en, on this machine's cores:
 
-    whisperd, whole file    the daemon as before issue 14 (`--window-mode whole`, or today's daemon
-                            if it has no --window-mode yet), through HTTP (shim)
+    whisperd before windows the daemon of the last commit before issue 14 (`--before-commit`), run from
+                            a detached worktree behind this checkout's shim: "today's path", the goals' base
+    whisperd, whole file    this commit's one-job path (`--window-mode whole`: the new temperature
+                            fallback, no windows), through HTTP (shim)
     whisperd, windows       `--window-mode windows`, through HTTP (only if the daemon has the setting)
     faster-whisper batched  faster_whisper.BatchedInferencePipeline in a process of its own, in-process
                             calls (no server), the same bundled CTranslate2 weights, int8, beam 5
@@ -46,8 +48,11 @@ from bench.wer import word_errors  # noqa: E402
 from testing.stack import CACHE, Stack, free_port  # noqa: E402
 
 WHISPER_CPP = Path(os.environ.get("WHISPER_CPP_PREFIX", "/var/cache/whisperd-bench/whisper.cpp"))
-SYSTEMS = ("whole", "windows", "batched", "whisper.cpp")
-LABEL = {"whole": "whisperd, whole file", "windows": "whisperd, windows",
+SYSTEMS = ("before", "whole", "windows", "batched", "whisper.cpp")
+# The last commit before issue 14's work: the daemon as it was ("today's path" of the issue).
+BEFORE_COMMIT = "4147cfa"
+LABEL = {"before": f"whisperd before windows ({BEFORE_COMMIT})", "whole": "whisperd, whole file",
+         "windows": "whisperd, windows",
          "batched": "faster-whisper batched (in-process)", "whisper.cpp": "whisper.cpp server"}
 BEAM = 5
 BATCH_SIZE = 8
@@ -156,6 +161,25 @@ def start_whisperd(mode: str, window_mode: bool) -> HttpSystem:
         args += ["--window-mode", mode]
     stack = Stack(*args)
     return HttpSystem(mode, stack.url, stack.daemon.proc.pid, stack.stop)
+
+
+def start_before(commit: str) -> HttpSystem:
+    """The daemon of `commit` (a detached worktree under /tmp), behind this checkout's shim:
+    protocol v1 is the same on both sides."""
+    from testing.stack import Daemon, Shim
+
+    tree = Path(f"/tmp/whisperd-before-{commit}")
+    if not tree.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT, check=True,
+                       capture_output=True)
+    daemon = Daemon("--model", "tiny.en", "--engine", "faster-whisper", source=tree)
+    shim = Shim(daemon.socket)
+
+    def stop() -> None:
+        shim.stop()
+        daemon.stop()
+
+    return HttpSystem("before", shim.url, daemon.proc.pid, stop)
 
 
 def start_whisper_cpp(server: Path, model: Path) -> HttpSystem:
@@ -272,6 +296,8 @@ def main() -> int:
     ap.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset of: " + ", ".join(SYSTEMS))
     ap.add_argument("--whisper-cpp", type=Path, default=WHISPER_CPP / "build" / "bin" / "whisper-server")
     ap.add_argument("--whisper-cpp-model", type=Path, default=WHISPER_CPP / "models" / "ggml-tiny.en.bin")
+    ap.add_argument("--before-commit", default=BEFORE_COMMIT,
+                    help="the commit whose daemon is 'before windows' (default: the last before issue 14)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/performance.md")
     ap.add_argument("--batched-one", metavar="WAV", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -300,6 +326,8 @@ def main() -> int:
             progress(f"starting {LABEL[name]}")
             if name in ("whole", "windows"):
                 systems[name] = start_whisperd(name, window_mode)
+            elif name == "before":
+                systems[name] = start_before(args.before_commit)
             elif name == "whisper.cpp":
                 systems[name] = start_whisper_cpp(args.whisper_cpp, args.whisper_cpp_model)
             else:
@@ -313,8 +341,10 @@ def main() -> int:
                 system.stop()
 
     rows, verdicts = [], []
+    # The goals are against "today's path": the daemon before windows, when it ran.
+    base_name = "before" if "before" in chosen else "whole"
     for rec in recs:
-        base = results.get(("whole", rec.name))
+        base = results.get((base_name, rec.name))
         base_s = median(base["seconds"]) if base else float("nan")
         base_wer = 100 * _wer(rec.text, base["text"]) if base else float("nan")
         for name in chosen:
@@ -328,18 +358,22 @@ def main() -> int:
         if win is None or base is None:
             continue
         ratio, wer_w = median(win["seconds"]) / base_s, 100 * _wer(rec.text, win["text"])
+        whole = results.get(("whole", rec.name))
+        also = (f" (and {median(win['seconds']) / median(whole['seconds']):.2f}× this commit's whole-file path)"
+                if whole is not None and base_name != "whole" else "")
+        against = LABEL[base_name]
         if rec.name.startswith("jfk_x"):
             met = ratio <= GOAL_REPEAT_WALL
-            verdicts.append(f"- repetitive ({rec.name}): windows take {ratio:.2f}× the whole-file wall time; goal "
-                            f"≤ {GOAL_REPEAT_WALL}×: **{'met' if met else 'not met'}**.")
+            verdicts.append(f"- repetitive ({rec.name}): windows take {ratio:.2f}× the wall time of {against}{also}; "
+                            f"goal ≤ {GOAL_REPEAT_WALL}×: **{'met' if met else 'not met'}**.")
         else:
             met = ratio <= GOAL_REAL_WALL and wer_w <= base_wer + GOAL_REAL_WER_POINTS
-            verdicts.append(f"- long real recording ({rec.name}): windows take {ratio:.2f}× the whole-file wall time, "
-                            f"WER {wer_w:.1f} % vs {base_wer:.1f} %; goal ≤ {GOAL_REAL_WALL}× with WER ≤ "
-                            f"+{GOAL_REAL_WER_POINTS} points: **{'met' if met else 'not met'}**.")
+            verdicts.append(f"- long real recording ({rec.name}): windows take {ratio:.2f}× the wall time of "
+                            f"{against}{also}, WER {wer_w:.1f} % vs {base_wer:.1f} %; goal ≤ {GOAL_REAL_WALL}× with "
+                            f"WER ≤ +{GOAL_REAL_WER_POINTS} points: **{'met' if met else 'not met'}**.")
     if not verdicts:
         verdicts.append("- goals: not judged (no 'windows' row).")
-    headers = ["recording", "audio s", "system", "wall s (median)", "each round s", "× whole file",
+    headers = ["recording", "audio s", "system", "wall s (median)", "each round s", f"× {base_name}",
                "WER %", "errors/words", "peak RSS MiB"]
     result_table = table(headers, rows)
     print(result_table)
@@ -366,7 +400,8 @@ request; not the shim) or the pipeline process's VmHWM (load included).
 
 {result_table}
 
-Goals (issue 14), against whisperd's whole-file path:
+Goals (issue 14), against today's path (the daemon before windows, commit {args.before_commit}, when it ran;
+else this commit's whole-file path, which has the new temperature fallback):
 
 {chr(10).join(verdicts + [f'- {n}' for n in notes])}
 

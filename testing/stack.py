@@ -51,7 +51,10 @@ class Daemon:
     """A real `whisperd` process on a temporary socket."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, wait: bool = True,
-                 config: str = "/dev/null", journald: bool = False, **popen: object) -> None:
+                 config: str = "/dev/null", journald: bool = False, source: Path = ROOT,
+                 **popen: object) -> None:
+        # `source`: the checkout whose `whisperd` runs (`python -m` puts it first on sys.path);
+        # the bench runs an older commit's daemon beside this one.
         self.dir = tempfile.mkdtemp(prefix="wd-", dir="/tmp")
         self.socket = os.path.join(self.dir, "w.sock")
         self.log_path = os.path.join(self.dir, "daemon.log")
@@ -62,7 +65,7 @@ class Daemon:
             env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
         cmd = [sys.executable, "-m", "whisperd", "--config", config, "--socket", self.socket,
                "--cache-dir", str(CACHE), *args]
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=_env(env), cwd=ROOT,
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=_env(env), cwd=source,
                                      **popen)
         if wait:
             self.wait_ready()
