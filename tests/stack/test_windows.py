@@ -182,6 +182,8 @@ def test_a_four_hour_silent_upload_is_answered_in_flat_memory(daemon):
         with Client(daemon.socket, timeout=600) as c:
             reply = c.transcribe(audio)
     assert reply.text == "" and reply.transcript.duration == pytest.approx(FOUR_HOURS, abs=1)
+    print(f"\n4 h of silence (FLAC, {len(audio) >> 10} KiB): daemon idle {mem.idle:.0f} MB, "
+          f"peak {mem.peak:.0f} MB (+{mem.above_idle:.0f})")
     assert mem.above_idle <= MEMORY_GOAL_MB, f"{mem.above_idle:.0f} MB above idle"
 
 
@@ -193,6 +195,8 @@ async def test_two_four_hour_uploads_at_once_a_tone_and_silence_stay_in_flat_mem
     for reply in replies:
         assert reply.text == ""  # a tone is no speech: the detector skips its windows
         assert reply.transcript.duration == pytest.approx(FOUR_HOURS, abs=60)
+    print(f"\n4 h tone (MP3, {len(tone) >> 20} MiB) + 4 h silence at once: daemon idle {mem.idle:.0f} MB, "
+          f"peak {mem.peak:.0f} MB (+{mem.above_idle:.0f})")
     assert mem.above_idle <= MEMORY_GOAL_MB, f"{mem.above_idle:.0f} MB above idle"
 
 
@@ -238,6 +242,8 @@ def test_the_memory_goal_is_a_real_bound():
         with PeakMemory(d.proc.pid) as mem:
             with Client(d.socket, timeout=600) as c:
                 c.transcribe(four_hours("silence"))
+        print(f"\nwhole-file path, 4 h of silence: daemon idle {mem.idle:.0f} MB, peak {mem.peak:.0f} MB "
+              f"(+{mem.above_idle:.0f})")
         assert mem.above_idle > MEMORY_GOAL_MB
     finally:
         d.stop()

@@ -10,7 +10,10 @@ So when the greedy decode fails *only* the ratio - the model is confident -
 and it is no decoder loop (no short n-gram said three times in a row), one
 sampled decode at the next temperature checks it: if it says the same words,
 they are in the audio, and the greedy decode stands (two decodes, not six).
-Otherwise the fallback goes on as Whisper's does. A pure rule (`settle`) and a
+If the sampled decode differs but is itself confident, loop-free and repetitive
+(the greedy one stopped short of the last repetition, say), the likelier of the
+two stands - Whisper's own final choice, four decodes sooner. Otherwise the
+fallback goes on as Whisper's does. A pure rule (`settle`) and a
 wrapper for faster-whisper's `WhisperModel.generate_with_fallback`.
 """
 
@@ -93,9 +96,16 @@ def agreeing_fallback(generate: Generate, count: Callable[[str], None]) -> Gener
         if only_repetitive(ratio, avg_logprob, tokens, options):
             second = at(rest[:1])
             count("fallback_decodes")
-            if agree(text, text_of(second)[0]):
+            second_text, second_tokens = text_of(second)
+            if agree(text, second_text):
                 count("repetition_confirmed")
                 return first
+            if only_repetitive(second[3], second[1], second_tokens, options):
+                # Two confident, loop-free decodes that both repeat: the audio repeats, and one
+                # of them missed a little of it (the greedy one often stops short). Whisper would
+                # decode four more times and then take the likelier; take it now.
+                count("repetition_confirmed")
+                return max(first, second, key=lambda d: d[1])
             tried.append(second)
             rest = rest[1:]
         if not rest:
