@@ -73,14 +73,20 @@ def long_speech_wav(repeats: int) -> bytes:
     the machine's speed: 4 repeats are ~130 s of audio. (LONG_FILE's bytes concatenated
     are not one file: the daemon would decode only the first.)
     """
+    import numpy as np
+
+    from whisperd.daemon.audio import decode_audio
+
+    return wav16(np.tile(decode_audio(LONG_FILE.read_bytes()), repeats))
+
+
+def wav16(pcm) -> bytes:
+    """16 kHz mono float samples (a numpy array) → a 16-bit PCM WAV file."""
     import io
     import wave
 
     import numpy as np
 
-    from whisperd.daemon.audio import decode_audio
-
-    pcm = np.tile(decode_audio(LONG_FILE.read_bytes()), repeats)
     out = io.BytesIO()
     with wave.open(out, "wb") as w:
         w.setnchannels(1)

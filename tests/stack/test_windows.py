@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from testing.speech import JFK_FILE, JFK_TEXT, word_recall
+from testing.speech import JFK_FILE, JFK_TEXT, wav16, word_recall
 from testing.stack import Daemon, status
 from tests.stack.reliability.probes import hwm_mb, rss_mb
 from whisperd.client import AsyncClient, Client
@@ -29,18 +29,6 @@ from whisperd.daemon.windows import Windower, default_detector
 FOUR_HOURS = 4 * 3600
 # The goal: a 4-hour upload costs the daemon at most this much above idle.
 MEMORY_GOAL_MB = 400
-
-
-def wav16(pcm: np.ndarray) -> bytes:
-    import wave
-
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes((np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes())
-    return out.getvalue()
 
 
 @lru_cache(maxsize=None)

@@ -56,13 +56,17 @@ def test_pauses_shorter_than_the_silence_duration_are_cut_only_in_their_middle()
     strict = cut(short_only, Chunking(silence_duration_ms=1000))[1].start / RATE
     # 200 ms: a pause qualifies, cut at its start (300 ms of padding is more than it has);
     # 1000 ms: none does, so the middle of the longest (the latest of equals).
-    assert any(abs(default - (end - 0.3)) < 0.04 for end in pause_ends)
+    assert any(abs(default - (end - 0.3)) < 0.04 for end in pause_ends)  # its start: middle is later
     assert any(abs(strict - (end - 0.15)) < 0.04 for end in pause_ends)
 
 
 def test_prefix_padding_keeps_audio_before_the_next_speech():
+    # The pause runs 17.7-19.2 s: its middle keeps 0.75 s before the speech; 1 s of padding moves
+    # the cut earlier.
+    late = [w.start / RATE for w in cut(SPEECH, Chunking(prefix_padding_ms=1000))][1]
+    assert abs(late - (19.2 - 1.0)) < 0.05
     starts = [w.start / RATE for w in cut(SPEECH, Chunking(prefix_padding_ms=500))][1:2]
-    assert starts and abs(starts[0] - (19.2 - 0.5)) < 0.05  # 0.5 s before speech resumes at 19.2 s
+    assert starts and abs(starts[0] - 18.45) < 0.05  # the middle: more than 0.5 s before speech
 
 
 def test_a_window_without_sound_is_skipped_and_counted():

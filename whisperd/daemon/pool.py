@@ -143,17 +143,18 @@ class Pool:
         box = [audio]  # the only reference: whoever decodes it lets go of it
         del audio
         try:
-            duration = await self._probe(job, box[0])
             if self.config.window_mode == "whole":
+                duration = await self._probe(job, box[0])
                 return await self._submit_whole(job, box, self.config.max_audio_seconds, duration)
-            if duration is not None and duration <= MAX_WINDOW_SECONDS:
-                limit = min(self.config.max_audio_seconds, WHOLE_DECODE_WINDOWS * MAX_WINDOW_SECONDS)
-                try:
-                    return await self._submit_whole(job, box, limit, duration)
-                except AudioTooLong:
-                    if limit >= self.config.max_audio_seconds:
-                        raise
-                    duration = None  # the headers lied: longer than they said, so stream it
+            # Most requests are commands: decoded whole at once, no probe first, but only up to
+            # two windows' worth. A recording past that stops the decode there and is streamed.
+            limit = min(self.config.max_audio_seconds, WHOLE_DECODE_WINDOWS * MAX_WINDOW_SECONDS)
+            try:
+                return await self._submit_whole(job, box, limit, limit, windows_over=MAX_WINDOW_SECONDS)
+            except AudioTooLong:
+                if limit >= self.config.max_audio_seconds:
+                    raise
+            duration = await self._probe(job, box[0])  # for progress; only a decode knows for sure
             return await self._submit_windows(job, box.pop(), duration)
         finally:
             self.active -= 1
@@ -176,20 +177,22 @@ class Pool:
                 "try again shortly")
         self.reserved_bytes += nbytes
 
-    async def _submit_whole(self, job: Job, box: list[bytes], limit: float,
-                            duration: float | None) -> tuple[Transcript, str]:
-        """The request as one job: decoded whole, run on one lane. `box` holds the encoded
-        bytes; emptied once decoded (kept when the audio is longer than `limit`). What the
-        headers claim is reserved before decoding, so a refusal costs no expansion."""
-        claimed = int(min(duration, limit) * BYTES_PER_SECOND) if duration else 0
-        self._reserve(claimed)
+    async def _submit_whole(self, job: Job, box: list[bytes], limit: float, duration: float | None, *,
+                            windows_over: float | None = None) -> tuple[Transcript, str]:
+        """The request decoded whole (at most `limit` seconds) and run as one job on one lane;
+        longer than `windows_over`, as windows of the decoded samples. `box` holds the encoded
+        bytes, emptied once decoded (kept when the audio is longer than `limit`). `duration`
+        (what the headers claim, or the limit) is reserved before decoding, so a refusal costs
+        no expansion; then the reservation follows what was decoded."""
+        held = [int(min(duration, limit) * BYTES_PER_SECOND) if duration else 0]
+        self._reserve(held[0])
         try:
-            return await self._decode_and_run_whole(job, box, limit, claimed)
+            return await self._decode_and_run_whole(job, box, limit, held, windows_over)
         finally:
-            self.reserved_bytes -= claimed
+            self.reserved_bytes -= held[0]
 
-    async def _decode_and_run_whole(self, job: Job, box: list[bytes], limit: float,
-                                    claimed: int) -> tuple[Transcript, str]:
+    async def _decode_and_run_whole(self, job: Job, box: list[bytes], limit: float, held: list[int],
+                                    windows_over: float | None) -> tuple[Transcript, str]:
         try:
             pcm = await self.decoder.decode(box[0], limit)
         except AudioTooLong:
@@ -205,32 +208,36 @@ class Pool:
         finally:
             self._work_changed.set()
         box.clear()  # the encoded bytes are not needed any more: nothing here holds them
-        held = max(0, pcm.nbytes - claimed)  # the headers may have said less than there was
-        self._reserve(held)
+        if pcm.nbytes > held[0]:
+            self._reserve(pcm.nbytes - held[0])  # the headers said less than there was
+        else:
+            self.reserved_bytes -= held[0] - pcm.nbytes  # the limit was reserved: give back the rest
+        held[0] = pcm.nbytes
+        if windows_over is not None and len(pcm) > windows_over * SAMPLE_RATE:
+            return await self._submit_windows(job, None, len(pcm) / SAMPLE_RATE, pcm=pcm)
+        job.audio_seconds = len(pcm) / SAMPLE_RATE
+        entry = Pending(job, pcm, asyncio.get_running_loop().create_future(), self._clock())
+        del pcm  # the entry holds the samples, and lets go of them when the job ends
+        self.pending.append(entry)
+        self._schedule()
         try:
-            job.audio_seconds = len(pcm) / SAMPLE_RATE
-            entry = Pending(job, pcm, asyncio.get_running_loop().create_future(), self._clock())
-            del pcm  # the entry holds the samples, and lets go of them when the job ends
-            self.pending.append(entry)
-            self._schedule()
-            try:
-                return await asyncio.shield(entry.future)
-            except asyncio.CancelledError:
-                self.cancel(entry)
-                raise
-        finally:
-            self.reserved_bytes -= held
+            return await asyncio.shield(entry.future)
+        except asyncio.CancelledError:
+            self.cancel(entry)
+            raise
 
-    async def _submit_windows(self, job: Job, audio: bytes, duration: float | None) -> tuple[Transcript, str]:
-        """The request as a chain of windows, decoded as they are needed and run on any free lane."""
+    async def _submit_windows(self, job: Job, audio: bytes | None, duration: float | None, *,
+                              pcm: np.ndarray | None = None) -> tuple[Transcript, str]:
+        """The request as a chain of windows, decoded as they are needed (from `audio`, or cut
+        from `pcm` decoded already) and run on any free lane."""
         # What it may hold at once: its windows in flight, the one being cut, the decoder's slack.
         held = int((self.lookahead + 2) * MAX_WINDOW_SECONDS * BYTES_PER_SECOND)
         self._reserve(held)
         request = WindowedRequest(job, asyncio.get_running_loop().create_future(), duration_hint=duration)
         job.audio_seconds = duration or 0.0
         self.requests.add(request)
-        feeder = asyncio.ensure_future(self._feed(request, audio))
-        del audio  # the feeder's decoder holds the encoded bytes until the last window is cut
+        feeder = asyncio.ensure_future(self._feed(request, audio, pcm))
+        del audio, pcm  # the feeder holds the bytes (or samples) until the last window is cut
         try:
             return await asyncio.shield(request.future)
         except asyncio.CancelledError:
@@ -244,14 +251,15 @@ class Pool:
             self.reserved_bytes -= held
             self._work_changed.set()
 
-    async def _feed(self, request: WindowedRequest, audio: bytes) -> None:
+    async def _feed(self, request: WindowedRequest, audio: bytes | None, pcm: np.ndarray | None) -> None:
         """Cut windows off the recording, as fast as lanes take them (at most `lookahead` ahead)."""
         from whisperd.daemon.audio import stream_audio
         from whisperd.daemon.windows import Windower, default_detector
 
         windower = Windower(default_detector(self.config.window_vad), request.job.chunking)
-        windows = windower.windows(stream_audio(audio, max_duration_s=self.config.max_audio_seconds))
-        del audio
+        chunks = iter([pcm]) if pcm is not None else stream_audio(audio, max_duration_s=self.config.max_audio_seconds)
+        windows = windower.windows(chunks)
+        del audio, pcm, chunks
         pulling: asyncio.Future | None = None
         try:
             while not (request.cancelled or self._closing):
