@@ -57,8 +57,8 @@ async def test_commands_stay_on_the_hot_worker_while_a_long_file_runs_in_windows
         while not long_task.done() and len(commands) < 3:
             commands.append(await c.transcribe(command))
         long_reply = await long_task
-    # Its windows ran on a hot slot and a cold worker together; the other slot stayed free.
-    assert set(long_reply.worker.split(",")) >= {"hot"} and "cold-" in long_reply.worker
+    # Its windows ran on cold workers (the first perhaps on a hot slot while they came up).
+    assert "cold-" in long_reply.worker
     assert word_recall(" ".join([LONG_TEXT] * 4), long_reply.text) >= 0.8
     assert commands, "the long file finished before any command was sent"
     for reply in commands:

@@ -172,9 +172,9 @@ def window(id, remaining, secs=30.0, waited=0.0, request=None):
     return JobFacts(id, secs, "tiny.en", waited, request_s=request or remaining, remaining_s=remaining, window=True)
 
 
-def test_a_window_takes_a_hot_slot_while_another_stays_free_for_commands():
+def test_a_window_starts_on_a_hot_slot_while_the_first_cold_lane_comes_up():
     d = decide(facts([window("w0", 600, request=600), window("w1", 570, request=600)], workers=(HOT, HOT2)), S)
-    assert d.assign == (("w0", "hot"),)  # hot-2 kept idle
+    assert d.assign == (("w0", "hot"),)  # hot-2 kept idle for a command
     assert [m for m, _ in d.spawn] == ["tiny.en"]  # and a cold lane for the rest of the file
 
 
@@ -191,24 +191,30 @@ def test_with_one_hot_slot_windows_follow_the_long_job_rule():
     assert d.assign == (("w0", "hot"),)
 
 
-def test_windows_spread_over_idle_cold_lanes_too():
+def test_windows_spread_over_idle_cold_lanes_and_leave_the_hot_slots_to_commands():
     c1, c2 = (WorkerFacts(i, "cold", "tiny.en", "idle") for i in ("c1", "c2"))
-    d = decide(facts([window(f"w{i}", 600 - 30 * i) for i in range(4)], workers=(HOT, HOT2, c1, c2),
-                     cpu_cores=8), S)
-    assert {lane for _, lane in d.assign} == {"c1", "c2", "hot"}  # hot-2 stays free
+    d = decide(facts([window(f"w{i}", 600 - 30 * i, request=600) for i in range(4)],
+                     workers=(HOT, HOT2, c1, c2), cpu_cores=8), S)
+    # Cold workers are niced below the hot slots: a command arriving preempts them.
+    assert {lane for _, lane in d.assign} == {"c1", "c2"}
 
 
-def test_no_cold_spawn_for_the_rest_of_a_file_shorter_than_a_load():
-    busy = WorkerFacts("hot", "hot", "tiny.en", "busy", busy_remaining_s=1.0, on_window=True)
-    d = decide(facts([window("w1", 10, secs=10)], workers=(busy, HOT2), load_s=1.0), S)
+def test_once_a_cold_lane_is_loading_windows_wait_for_it_not_for_a_hot_slot():
+    loading = WorkerFacts("c1", "cold", "tiny.en", "loading", busy_remaining_s=0.5)
+    d = decide(facts([window("w1", 570, request=600)], workers=(HOT, HOT2, loading)), S)
+    assert d.assign == ()
+
+
+def test_no_second_cold_spawn_for_the_rest_of_a_file_shorter_than_a_load():
+    busy = WorkerFacts("c1", "cold", "tiny.en", "busy", busy_remaining_s=1.0, on_window=True)
+    d = decide(facts([window("w1", 10, secs=10)], workers=(HOT, HOT2, busy), load_s=1.0, cpu_cores=8), S)
     assert d.assign == () and d.spawn == ()  # 10 s left × 0.05 s/s < a 1 s load
 
 
-def test_no_cold_spawn_once_windows_use_every_core():
-    busy = WorkerFacts("hot", "hot", "tiny.en", "busy", busy_remaining_s=1.0, on_window=True)
-    cold = WorkerFacts("c1", "cold", "tiny.en", "busy", busy_remaining_s=1.0, on_window=True)
-    d = decide(facts([window("w2", 540)], workers=(busy, HOT2, cold), cpu_cores=2), S)
-    assert d.spawn == ()  # two threads on windows already: a third lane only contends
+def test_no_cold_spawn_once_the_cold_lanes_use_every_core():
+    cold = WorkerFacts("c1", "cold", "tiny.en", "busy", busy_remaining_s=1.0, threads=2, on_window=True)
+    d = decide(facts([window("w2", 540)], workers=(HOT, HOT2, cold), cpu_cores=2), S)
+    assert d.spawn == () and d.assign == ()  # two threads on windows already: more would contend
 
 
 def test_windows_are_ordered_by_the_audio_their_request_has_left():
@@ -222,3 +228,9 @@ def test_with_one_hot_slot_a_short_remainder_still_gets_a_cold_lane():
     # Nothing else could ever take it (the slot is kept for commands): spawn, however short.
     d = decide(facts([window("w0", 20, secs=20)], workers=(HOT,), load_s=5.0), S)
     assert d.assign == () and len(d.spawn) == 1
+
+
+def test_an_idle_cold_lane_of_another_model_makes_room_for_a_model_with_no_lane():
+    c1, c2 = (WorkerFacts(i, "cold", "tiny.en", "idle", idle_s=1.0) for i in ("c1", "c2"))
+    d = decide(facts([job("es", 10, model="base")], workers=(HOT, c1, c2)), S)
+    assert d.spawn == () and len(d.reap) == 1  # not after the 60 s idle timeout: now

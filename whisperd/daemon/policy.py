@@ -8,7 +8,9 @@ The rules, in order of importance:
 3. The hot worker is kept for short work: a long job (> `long_audio_s`) is not
    started on the hot worker while a cold worker could take it - one is idle,
    loading or may be spawned - so a voice command never waits behind it.
-   A window of a long recording (a job with `window`) may take a hot slot as
+   A window of a long recording (a job with `window`) runs on cold workers,
+   which are niced below the hot worker, so a command preempts them. Until the
+   first cold worker is up (or where none may start) it may take a hot slot, as
    long as another hot slot stays idle for commands; with a single slot, it
    follows the long-job rule.
 4. A cold worker is spawned when a queued job would finish sooner on a new
@@ -16,9 +18,10 @@ The rules, in order of importance:
    the free memory; it gets half the cores, as it runs beside the hot worker.
    For windows the measure is the request's remaining audio: a spawn pays off
    when the rest of the recording takes longer than a load, and while the
-   lanes busy with windows use fewer threads than there are cores.
+   cold lanes use fewer threads than there are cores.
 5. Idle cold workers exit after `idle_timeout_s`, at most one every
-   `reap_stagger_s`, so a burst does not end in a cliff of exits.
+   `reap_stagger_s`, so a burst does not end in a cliff of exits. An idle one
+   exits at once when another model's work waits with no lane and no room.
 """
 
 from __future__ import annotations
@@ -133,8 +136,6 @@ def decide(facts: Facts, settings: Settings) -> Decision:
     # run out as the loop goes on, so every later job of the class would be skipped anyway.
     # Keeps a decision over a deep queue linear in the jobs (the framework's ceiling).
     settled: set[tuple[str, bool]] = set()
-    # Threads busy with windows (and cold lanes loading for them): spawns stop at the cores.
-    window_threads = sum(w.threads for w in facts.workers if w.on_window or (w.kind == "cold" and w.state == "loading"))
     cold_threads = max(1, facts.cpu_cores // 2)
     for job in job_order(facts.jobs, settings.ageing):
         long_job = job.window or job.audio_s > settings.long_audio_s
@@ -148,9 +149,15 @@ def decide(facts: Facts, settings: Settings) -> Decision:
         hot_slots = sum(1 for w in lanes if w.kind == "hot")
 
         candidates = [w for w in lanes if w.id in idle]
-        if job.window and hot_slots >= 2:
-            idle_hot = sum(1 for w in candidates if w.kind == "hot")
-            if idle_hot < 2:  # the last idle hot slot stays free for a command
+        spawned_for_model = sum(1 for m, _ in spawn if m == job.model)
+        cold_lanes = [w for w in lanes if w.kind == "cold"]
+        if job.window and (cold_lanes or spawned_for_model or (hot_slots < 2 and cold_possible)):
+            # Windows run on cold workers (niced: a command on the hot slots preempts them)...
+            candidates = [w for w in candidates if w.kind == "cold"]
+        elif job.window and hot_slots >= 2:
+            # ...and start on a hot slot only until one is up, or where none may be; the last
+            # idle hot slot stays free for a command.
+            if sum(1 for w in candidates if w.kind == "hot") < 2:
                 candidates = [w for w in candidates if w.kind == "cold"]
         elif long_job and cold_possible:
             candidates = [w for w in candidates if w.kind == "cold"]  # rule 3
@@ -161,16 +168,13 @@ def decide(facts: Facts, settings: Settings) -> Decision:
             assign.append((job.id, chosen.id))
             del idle[chosen.id]
             pending_free[chosen.id] = cost
-            if job.window:
-                window_threads += chosen.threads
             continue
-        spawned_for_model = sum(1 for m, _ in spawn if m == job.model)
         if job.window:
-            # Lanes that will take windows once free; with none at all, a new lane is the only way.
-            takers = [w for w in lanes if w.kind == "cold" or hot_slots >= 2 or not cold_possible]
-            # Else, would a new lane pay off? The rest of the recording must outlast its load.
-            worth = not takers or (job.remaining_s * facts.seconds_per_audio_s > facts.load_s
-                                   and window_threads < facts.cpu_cores)
+            # With no cold lane yet, a new one is the way; else, would another pay off? The rest of
+            # the recording must outlast its load, and the cold lanes use fewer threads than cores.
+            threads = sum(w.threads for w in cold_lanes) + spawned_for_model * cold_threads
+            worth = not (cold_lanes or spawned_for_model) or (
+                job.remaining_s * facts.seconds_per_audio_s > facts.load_s and threads < facts.cpu_cores)
         else:
             # Nobody idle can take it: would a new worker finish it sooner than any lane frees up?
             soonest = min((pending_free.get(w.id, 0.0) for w in lanes
@@ -180,13 +184,19 @@ def decide(facts: Facts, settings: Settings) -> Decision:
             spawn.append((job.model, 0))  # threads filled in below
             cold_slots -= 1
             free_mb -= facts.worker_memory_mb.get(job.model, 0.0)
-            if job.window:
-                window_threads += cold_threads
         settled.add((job.model, long_job))
 
     reap: list[str] = []
     queued_models = {j.model for j in facts.jobs}
-    if facts.since_last_reap_s >= settings.reap_stagger_s:
+    assigned = {wid for _, wid in assign}
+    # A model with work queued and no lane at all, and no room to start one: an idle cold
+    # lane of a model nobody is waiting for makes room now, not after its idle timeout.
+    starving = {m for m in queued_models if not any(w.model == m for w in facts.workers)}
+    if starving and len(cold) >= settings.max_cold_workers and not spawn:
+        spare = [w for w in cold if w.state == "idle" and w.model not in queued_models and w.id not in assigned]
+        if spare:
+            reap.append(max(spare, key=lambda w: (w.idle_s, w.id)).id)
+    if not reap and facts.since_last_reap_s >= settings.reap_stagger_s:
         expired = [w for w in cold if w.state == "idle" and w.idle_s >= settings.idle_timeout_s
                    and w.id not in {wid for _, wid in assign} and w.model not in queued_models]
         if expired:
