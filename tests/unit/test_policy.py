@@ -179,7 +179,7 @@ def test_a_window_starts_on_a_hot_slot_while_the_first_cold_lane_comes_up():
 
 
 def test_a_command_takes_the_free_slot_before_any_window():
-    busy = WorkerFacts("hot", "hot", "tiny.en", "busy", busy_remaining_s=1.0, on_window=True)
+    busy = WorkerFacts("hot", "hot", "tiny.en", "busy", busy_remaining_s=1.0)
     d = decide(facts([window("w1", 570, waited=5), job("cmd", 3)], workers=(busy, HOT2)), S)
     assert d.assign == (("cmd", "hot-2"),)
 
@@ -206,13 +206,13 @@ def test_once_a_cold_lane_is_loading_windows_wait_for_it_not_for_a_hot_slot():
 
 
 def test_no_second_cold_spawn_for_the_rest_of_a_file_shorter_than_a_load():
-    busy = WorkerFacts("c1", "cold", "tiny.en", "busy", busy_remaining_s=1.0, on_window=True)
+    busy = WorkerFacts("c1", "cold", "tiny.en", "busy", busy_remaining_s=1.0)
     d = decide(facts([window("w1", 10, secs=10)], workers=(HOT, HOT2, busy), load_s=1.0, cpu_cores=8), S)
     assert d.assign == () and d.spawn == ()  # 10 s left × 0.05 s/s < a 1 s load
 
 
 def test_no_cold_spawn_once_the_cold_lanes_use_every_core():
-    cold = WorkerFacts("c1", "cold", "tiny.en", "busy", busy_remaining_s=1.0, threads=2, on_window=True)
+    cold = WorkerFacts("c1", "cold", "tiny.en", "busy", busy_remaining_s=1.0, threads=2)
     d = decide(facts([window("w2", 540)], workers=(HOT, HOT2, cold), cpu_cores=2), S)
     assert d.spawn == () and d.assign == ()  # two threads on windows already: more would contend
 

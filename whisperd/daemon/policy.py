@@ -55,7 +55,6 @@ class WorkerFacts:
     busy_remaining_s: float = 0.0  # estimated seconds until busy/loading ends
     idle_s: float = 0.0  # how long it has been idle
     threads: int = 1  # CPU threads it decodes with
-    on_window: bool = False  # busy with a window of a long recording
 
 
 @dataclass(frozen=True)
@@ -172,8 +171,8 @@ def decide(facts: Facts, settings: Settings) -> Decision:
         if job.window:
             # With no cold lane yet, a new one is the way; else, would another pay off? The rest of
             # the recording must outlast its load, and the cold lanes use fewer threads than cores.
-            threads = sum(w.threads for w in cold_lanes) + spawned_for_model * cold_threads
-            worth = not (cold_lanes or spawned_for_model) or (
+            threads = sum(w.threads for w in cold_lanes)
+            worth = not cold_lanes or (
                 job.remaining_s * facts.seconds_per_audio_s > facts.load_s and threads < facts.cpu_cores)
         else:
             # Nobody idle can take it: would a new worker finish it sooner than any lane frees up?

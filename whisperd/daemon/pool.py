@@ -55,8 +55,8 @@ POOL_COUNTERS = ("retries", "dropped_queued", "dropped_running", "timeouts", "id
 
 # Bytes of one second of decoded audio (float32 at 16 kHz).
 BYTES_PER_SECOND = SAMPLE_RATE * 4
-# A file whose headers claim at most one window is decoded whole, up to this many
-# windows' worth: a header that lies about a long file cannot expand it further.
+# A request is decoded whole up to this many windows' worth (a command, a short clip);
+# past it the decode stops and the recording is streamed as windows instead.
 WHOLE_DECODE_WINDOWS = 2
 
 
@@ -101,7 +101,6 @@ class Pool:
         self.cold: dict[str, Lane] = {}
         self.pending: list[Pending] = []
         self.running: dict[str, tuple[Lane, Pending]] = {}  # job id → (lane, pending)
-        self.running_on: dict[str, Pending] = {}  # lane id → what it runs
         self.decoder = Decoder(config.max_audio_seconds)
         # Windows a long request may have queued or running at once: one for each lane there could be.
         self.lookahead = max(2, len(hot) + config.max_cold_workers)
@@ -184,47 +183,43 @@ class Pool:
         bytes, emptied once decoded (kept when the audio is longer than `limit`). `duration`
         (what the headers claim, or the limit) is reserved before decoding, so a refusal costs
         no expansion; then the reservation follows what was decoded."""
-        held = [int(min(duration, limit) * BYTES_PER_SECOND) if duration else 0]
-        self._reserve(held[0])
+        held = int(min(duration, limit) * BYTES_PER_SECOND) if duration else 0
+        self._reserve(held)
         try:
-            return await self._decode_and_run_whole(job, box, limit, held, windows_over)
+            try:
+                pcm = await self.decoder.decode(box[0], limit)
+            except AudioTooLong:
+                raise  # the bytes stay in the box: the caller streams them
+            except asyncio.CancelledError:
+                box.clear()
+                job.cancelled = True
+                self.counters["dropped_queued"] += 1  # gone before it was even queued
+                raise
+            except BaseException:
+                box.clear()
+                raise
+            finally:
+                self._work_changed.set()
+            box.clear()  # the encoded bytes are not needed any more: nothing here holds them
+            if pcm.nbytes > held:
+                self._reserve(pcm.nbytes - held)  # the headers said less than there was
+            else:
+                self.reserved_bytes -= held - pcm.nbytes  # the limit was reserved: give back the rest
+            held = pcm.nbytes
+            if windows_over is not None and len(pcm) > windows_over * SAMPLE_RATE:
+                return await self._submit_windows(job, None, len(pcm) / SAMPLE_RATE, pcm=pcm)
+            job.audio_seconds = len(pcm) / SAMPLE_RATE
+            entry = Pending(job, pcm, asyncio.get_running_loop().create_future(), self._clock())
+            del pcm  # the entry holds the samples, and lets go of them when the job ends
+            self.pending.append(entry)
+            self._schedule()
+            try:
+                return await asyncio.shield(entry.future)
+            except asyncio.CancelledError:
+                self.cancel(entry)
+                raise
         finally:
-            self.reserved_bytes -= held[0]
-
-    async def _decode_and_run_whole(self, job: Job, box: list[bytes], limit: float, held: list[int],
-                                    windows_over: float | None) -> tuple[Transcript, str]:
-        try:
-            pcm = await self.decoder.decode(box[0], limit)
-        except AudioTooLong:
-            raise
-        except asyncio.CancelledError:
-            box.clear()
-            job.cancelled = True
-            self.counters["dropped_queued"] += 1  # gone before it was even queued
-            raise
-        except BaseException:
-            box.clear()
-            raise
-        finally:
-            self._work_changed.set()
-        box.clear()  # the encoded bytes are not needed any more: nothing here holds them
-        if pcm.nbytes > held[0]:
-            self._reserve(pcm.nbytes - held[0])  # the headers said less than there was
-        else:
-            self.reserved_bytes -= held[0] - pcm.nbytes  # the limit was reserved: give back the rest
-        held[0] = pcm.nbytes
-        if windows_over is not None and len(pcm) > windows_over * SAMPLE_RATE:
-            return await self._submit_windows(job, None, len(pcm) / SAMPLE_RATE, pcm=pcm)
-        job.audio_seconds = len(pcm) / SAMPLE_RATE
-        entry = Pending(job, pcm, asyncio.get_running_loop().create_future(), self._clock())
-        del pcm  # the entry holds the samples, and lets go of them when the job ends
-        self.pending.append(entry)
-        self._schedule()
-        try:
-            return await asyncio.shield(entry.future)
-        except asyncio.CancelledError:
-            self.cancel(entry)
-            raise
+            self.reserved_bytes -= held
 
     async def _submit_windows(self, job: Job, audio: bytes | None, duration: float | None, *,
                               pcm: np.ndarray | None = None) -> tuple[Transcript, str]:
@@ -357,21 +352,20 @@ class Pool:
                 remaining = max(0.0, self._load_estimate() - (now - lane.spawned_at))
             else:
                 remaining = max(0.0, lane.busy_until - now)
-            running = self.running_on.get(lane.id)
             facts.append(policy.WorkerFacts(
                 lane.id, lane.kind, lane.model, state.value, remaining,
-                now - lane.idle_since if state is LaneState.IDLE else 0.0,
-                threads=lane.threads, on_window=running is not None and running.request is not None,
+                now - lane.idle_since if state is LaneState.IDLE else 0.0, threads=lane.threads,
             ))
         return facts
 
     @staticmethod
     def _job_facts(entry: Pending, now: float) -> policy.JobFacts:
         job, waited = entry.job, now - entry.enqueued
-        if entry.request is None or entry.window is None:
+        if entry.request is None:
             return policy.JobFacts(job.id, job.audio_seconds, job.model, waited)
         request = entry.request
         known = max(request.duration_hint or 0.0, request.decoded_samples / SAMPLE_RATE)
+        assert entry.window is not None  # a request's entries are its windows
         remaining = max(entry.window.seconds, known - entry.window.start_s)
         return policy.JobFacts(job.id, job.audio_seconds, job.model, waited, request_s=known,
                                remaining_s=remaining, window=True)
@@ -409,7 +403,6 @@ class Pool:
             lane = self._hot_by_id.get(lane_id) or self.cold[lane_id]
             lane.claim(now + entry.job.audio_seconds * self.seconds_per_audio_s)
             self.running[job_id] = (lane, entry)
-            self.running_on[lane.id] = entry
             self._background(self._run_on(lane, entry))
         for model, threads in decision.spawn:
             if not self._closing:
@@ -461,8 +454,6 @@ class Pool:
             self._succeed(entry, transcript, lane.name)
         finally:
             self.running.pop(job.id, None)
-            if self.running_on.get(lane.id) is entry:
-                del self.running_on[lane.id]
             retried = entry in self.pending
             if not retried and (entry.future.done() or job.cancelled or entry.request is not None):
                 entry.pcm = np.empty(0, np.float32)  # a window's samples go once it has run
@@ -472,12 +463,13 @@ class Pool:
 
     def _succeed(self, entry: Pending, transcript: Transcript, lane_name: str) -> None:
         request = entry.request
-        if request is None or entry.window is None:
+        if request is None:
             if not entry.future.done():
                 entry.future.set_result((transcript, lane_name))
             return
         if request.cancelled:
             return
+        assert entry.window is not None
         request.window_done(entry.window, transcript, lane_name)
         if len(request.in_flight) < self.lookahead:
             request.room.set()

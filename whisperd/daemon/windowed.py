@@ -67,8 +67,8 @@ class WindowedRequest:
         self.in_flight.pop(window.index, None)
         if lane not in self.lanes:
             self.lanes.append(lane)
-        if window.index == 0 or self.language is None:
-            self.language = self.language or transcript.language
+        if window.index == 0 or self.language is None:  # the first window's, once it is in
+            self.language = transcript.language
         self.results[window.index] = (window, transcript)
         while self.next_emit in self.results:
             self._emit(*self.results.pop(self.next_emit))
