@@ -34,7 +34,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -46,6 +45,7 @@ from bench.real_long import Recording, recordings  # noqa: E402
 from bench.report import ROOT, git_rev, machine, median, progress, table, update_section  # noqa: E402
 from bench.wer import word_errors  # noqa: E402
 from testing.stack import CACHE, Stack, free_port  # noqa: E402
+from tests.stack.reliability.probes import PeakMemory  # noqa: E402
 
 WHISPER_CPP = Path(os.environ.get("WHISPER_CPP_PREFIX", "/var/cache/whisperd-bench/whisper.cpp"))
 SYSTEMS = ("before", "whole", "windows", "batched", "whisper.cpp")
@@ -58,71 +58,6 @@ BEAM = 5
 BATCH_SIZE = 8
 # Goals of issue 14 (2 cores, tiny.en), against whisperd's whole-file path.
 GOAL_REAL_WALL, GOAL_REAL_WER_POINTS, GOAL_REPEAT_WALL = 0.5, 0.5, 0.25
-
-
-# --- memory ---------------------------------------------------------------------------------------
-
-
-def _rss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _tree(root: int) -> list[int]:
-    """root and every descendant, from /proc/*/stat's parent ids."""
-    parent: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-                parent[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
-            except (OSError, ValueError):
-                continue
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += [p for p, pp in parent.items() if pp == pid]
-    return out
-
-
-class PeakRss:
-    """Samples the summed RSS of a process tree in a thread: `with PeakRss(pid) as m: ...; m.peak_mib`."""
-
-    def __init__(self, pid: int | None, interval: float = 0.1) -> None:
-        self.pid, self.interval, self.peak_kib = pid, interval, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> None:
-        self.peak_kib = max(self.peak_kib, sum(_rss_kib(p) for p in _tree(self.pid)))
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "PeakRss":
-        if self.pid is not None:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.pid is not None:
-            self._stop.set()
-            self._thread.join()
-            self._sample()
-
-    @property
-    def peak_mib(self) -> float:
-        return self.peak_kib / 1024 if self.pid is not None else float("nan")
 
 
 # --- the systems --------------------------------------------------------------------------------
@@ -142,14 +77,14 @@ class HttpSystem:
         form.add_field("model", "whisper-1")
         form.add_field("response_format", "json")
         form.add_field("file", rec.path.read_bytes(), filename=rec.path.name, content_type="audio/wav")
-        with PeakRss(self.server_pid) as mem:
+        with PeakMemory(self.server_pid, tree=True, interval=0.1) as mem:
             t0 = time.perf_counter()
             async with session.post(self.url + "/v1/audio/transcriptions", data=form) as r:
                 body = await r.read()
                 took = time.perf_counter() - t0
         if r.status != 200:
             raise RuntimeError(f"{self.name}: HTTP {r.status}: {body[:300]!r}")
-        return took, json.loads(body)["text"], mem.peak_mib
+        return took, json.loads(body)["text"], mem.peak
 
     def stop(self) -> None:
         self._stop()

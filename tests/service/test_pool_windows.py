@@ -96,12 +96,17 @@ async def next_started(lanes):
     return next(iter(done)).result()
 
 
-async def test_a_client_that_hangs_up_mid_file_frees_every_window():
+async def film_on_two_slots(seconds: float):
+    """A windowed pool running a film's first two windows: (pool, task, (w0, finish0), (w1, finish1))."""
     pool, _ = windowed_pool()
     hot, hot2, _ = pool.hot
-    task = asyncio.ensure_future(pool.submit(job("film"), bursts(300)))
-    w0, _ = await hot.next_job()
-    w1, _ = await hot2.next_job()
+    task = asyncio.ensure_future(pool.submit(job("film"), bursts(seconds)))
+    return pool, task, await hot.next_job(), await hot2.next_job()
+
+
+async def test_a_client_that_hangs_up_mid_file_frees_every_window():
+    pool, task, (w0, _), (w1, _) = await film_on_two_slots(300)
+    hot, hot2, _ = pool.hot
     await until(lambda: len(pool.pending) >= 1, "windows queued behind the running ones")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -116,11 +121,8 @@ async def test_a_client_that_hangs_up_mid_file_frees_every_window():
 
 
 async def test_a_failed_window_is_retried_once_and_the_file_completes():
-    pool, _ = windowed_pool()
-    hot, hot2, _ = pool.hot
-    task = asyncio.ensure_future(pool.submit(job("film"), bursts(45)))
-    w0, finish0 = await hot.next_job()
-    w1, finish1 = await hot2.next_job()
+    pool, task, (w0, finish0), (w1, finish1) = await film_on_two_slots(45)
+    hot2 = pool.hot[1]
     finish1.set_exception(WorkerFailed("worker cold-1 exited while serving the request"))
     retried, finish_retry = await next_started([hot2])
     assert retried.id == w1.id and retried.retries == 1
@@ -132,11 +134,8 @@ async def test_a_failed_window_is_retried_once_and_the_file_completes():
 
 
 async def test_a_window_that_fails_for_good_fails_the_request_and_stops_the_rest():
-    pool, _ = windowed_pool()
-    hot, hot2, _ = pool.hot
-    task = asyncio.ensure_future(pool.submit(job("film"), bursts(300)))
-    w0, _ = await hot.next_job()
-    w1, finish1 = await hot2.next_job()
+    pool, task, (w0, _), (w1, finish1) = await film_on_two_slots(300)
+    hot = pool.hot[0]
     finish1.set_exception(ValueError("engine bug"))
     with pytest.raises(ValueError):
         await answer(task)

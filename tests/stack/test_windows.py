@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import threading
 import time
 from functools import lru_cache
 
@@ -20,7 +19,7 @@ import pytest
 
 from testing.speech import JFK_FILE, JFK_TEXT, wav16, word_recall
 from testing.stack import Daemon, status
-from tests.stack.reliability.probes import hwm_mb, rss_mb
+from tests.stack.reliability.probes import PeakMemory, rss_mb
 from whisperd.client import AsyncClient, Client
 from whisperd.core.errors import Overloaded
 from whisperd.daemon.audio import decode_audio, stream_audio
@@ -69,40 +68,6 @@ def four_hours(kind: str) -> bytes:
     # Each piece decodes to a little over 36 s (the encoder's delay and padding): 398 of them
     # stay just under the daemon's 4-hour limit.
     return out.getvalue() * (FOUR_HOURS // 36 - 2)
-
-
-class PeakMemory:
-    """The daemon's peak resident memory while a block runs: VmHWM reset first (root may),
-    and VmRSS sampled every 10 ms as well."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self._stop = pid, 0.0, threading.Event()
-
-    def __enter__(self) -> "PeakMemory":
-        try:
-            with open(f"/proc/{self.pid}/clear_refs", "w") as f:
-                f.write("5")  # VmHWM := VmRSS now
-            self._hwm = True
-        except OSError:
-            self._hwm = False
-        self.idle = rss_mb(self.pid)
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, rss_mb(self.pid))
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        if self._hwm:
-            self.peak = max(self.peak, hwm_mb(self.pid))
-
-    @property
-    def above_idle(self) -> float:
-        return self.peak - self.idle
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -51,6 +52,52 @@ def hwm_mb(pid: int) -> float:
         return int(proc_status(pid)["VmHWM"].split()[0]) / 1024
     except (OSError, KeyError):
         return 0.0
+
+
+class PeakMemory:
+    """Peak resident memory (MB) while a block runs: of `pid`, or with `tree` of it and every
+    descendant summed (cold workers included). RSS is sampled every `interval` s; for one
+    process VmHWM is also reset first (root may) and read after, so no peak is missed.
+
+        with PeakMemory(pid) as mem: ...
+        mem.idle, mem.peak, mem.above_idle
+    """
+
+    def __init__(self, pid: int, *, tree: bool = False, interval: float = 0.01) -> None:
+        self.pid, self.tree, self.interval = pid, tree, interval
+        self.idle = self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._hwm = False
+
+    def _now(self) -> float:
+        pids = [self.pid, *descendants(self.pid)] if self.tree else [self.pid]
+        return sum(rss_mb(p) for p in pids)
+
+    def __enter__(self) -> "PeakMemory":
+        if not self.tree:
+            try:
+                with open(f"/proc/{self.pid}/clear_refs", "w") as f:
+                    f.write("5")  # VmHWM := VmRSS now
+                self._hwm = True
+            except OSError:
+                pass
+        self.idle = self.peak = self._now()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self._now())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._now(), hwm_mb(self.pid) if self._hwm else 0.0)
+
+    @property
+    def above_idle(self) -> float:
+        return self.peak - self.idle
 
 
 def children(pid: int) -> list[int]:
