@@ -74,7 +74,7 @@ def test_truncated_length_prefix():
         (b"\xff\xfe garbage", ProtocolError),
         (b"[1, 2]", ProtocolError),
         (b"{", ProtocolError),
-        (header(v=2), UnsupportedVersion),
+        (header(v=3), UnsupportedVersion),
         (header(v=True), UnsupportedVersion),
         (header(v=...), UnsupportedVersion),
         (header(op="explode"), UnknownOp),

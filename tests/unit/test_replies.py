@@ -68,7 +68,8 @@ def test_transcribe_result_tolerates_a_newer_and_an_older_daemon():
 
 def test_status_keeps_the_v1_keys_and_values():
     status = DaemonStatus.from_dict(V1_STATUS)
-    assert status.to_dict() == {**V1_STATUS, "counters": {}, "windowed": 0, "decoded_audio_reserved": 0}  # v1 keys kept, new ones added
+    assert status.to_dict() == {**V1_STATUS, "counters": {}, "windowed": 0, "decoded_audio_reserved": 0,
+                                 "live": {}}  # v1 keys kept, new ones added
     assert status.lanes[2] == LaneStatus("cold-1", "cold", "base", "idle", 2, pid=4242, threads=2)
     assert "pid" not in status.to_dict()["lanes"][0]  # a hot slot has no process of its own
     assert status.ready and not status.draining

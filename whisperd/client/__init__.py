@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from whisperd.core import protocol
 from whisperd.core.chunking import Chunking
 from whisperd.core.errors import NotReady, WhisperdError
 from whisperd.core.replies import DaemonStatus, ModelEntry, TranscribeResult, model_list_from_dict
+
+if TYPE_CHECKING:
+    from whisperd.client.live import LiveStream
 
 
 class ConnectionLost(Exception):
@@ -228,6 +231,13 @@ class AsyncClient:
             progress=progress, segments=segments,
         )
         return TranscribeResult.from_dict(await self._call(request, audio, on_frame))
+
+    async def stream(self, **settings: Any) -> "LiveStream":
+        """Open a live session (its own connection): `whisperd.client.live.LiveStream.open`'s
+        keyword arguments - model, language, prompt, sample_rate, encoding, vad, partials."""
+        from whisperd.client.live import LiveStream
+
+        return await LiveStream.open(self.path, **settings)
 
 
 class Client:

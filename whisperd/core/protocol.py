@@ -1,4 +1,4 @@
-"""Wire format of the whisperd Unix socket, version 1. Stdlib only; knows no model.
+"""Wire format of the whisperd Unix socket, versions 1 and 2. Stdlib only; knows no model.
 
 Every message is a frame::
 
@@ -15,6 +15,12 @@ against ``MAX_HEADER`` (or the audio limit), then every header field. A broken
 frame gets an ``error`` frame and the connection is closed. `docs/protocol.md`
 is the prose version of this module; the replies' typed forms are in
 `whisperd.core.replies`.
+
+Version 2 adds one op, `stream` (a live session: `whisperd.core.live`), and
+changes nothing else: a daemon accepts headers of either version, replies that
+exist in version 1 keep `"v": 1` (a v1 client reads them as before), and only a
+stream's own frames carry `"v": 2`. A v1 daemon refuses `stream` with
+`unsupported_version`, which is how a client learns it is too old.
 
 What is checked here is the frame: its fields' types, sizes and bounds (a task
 this protocol knows, a temperature in 0..1, a beam of 1..16), all before the
@@ -33,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from whisperd.core import chunking as chunking_rules
+from whisperd.core import live
 from whisperd.core.chunking import Chunking
 from whisperd.core.errors import (
     FrameTooLarge,
@@ -43,14 +50,17 @@ from whisperd.core.errors import (
     WhisperdError,
 )
 
-VERSION = 1
+VERSION = 1  # what every v1 frame says, in either direction
+STREAM_VERSION = live.STREAM_VERSION  # what a stream request and its frames say
+VERSIONS = (VERSION, STREAM_VERSION)
 MAX_HEADER = 64 * 1024  # bytes of JSON in one request header frame
 # A reply carries a whole transcript (hours of words with timestamps), so clients
 # accept larger reply frames than the daemon accepts headers.
 MAX_REPLY = 256 * 1024 * 1024
 DEFAULT_MAX_AUDIO = 64 * 1024 * 1024  # daemon default; configurable
 LENGTH = struct.Struct(">I")
-OPS = ("transcribe", "status", "models", "ping")
+OPS = ("transcribe", "status", "models", "ping", "stream")
+STREAM_OPS = ("stream",)  # ops that need version 2
 TASKS = ("transcribe", "translate")
 MAX_ID = 64
 MAX_PROMPT = 8 * 1024
@@ -109,9 +119,14 @@ class Request:
     options: TranscribeOptions = field(default_factory=TranscribeOptions)
     progress: bool = False  # send `progress` frames (fraction of audio done)
     segments: bool = False  # send a `segment` frame per decoded segment (streaming)
+    stream: live.StreamSettings | None = None  # op "stream" only
 
     def to_frame(self) -> bytes:
-        header: dict[str, Any] = {"v": VERSION, "op": self.op, "id": self.id}
+        version = STREAM_VERSION if self.op in STREAM_OPS else VERSION
+        header: dict[str, Any] = {"v": version, "op": self.op, "id": self.id}
+        if self.op == "stream":
+            header.update(options=self.options.to_json(),
+                          stream=(self.stream or live.StreamSettings()).to_json())
         if self.op == "transcribe":
             header.update(
                 audio_size=self.audio_size,
@@ -184,11 +199,14 @@ def parse_request(payload: bytes, *, max_audio: int = DEFAULT_MAX_AUDIO) -> Requ
     if not isinstance(obj, dict):
         raise ProtocolError("header must be a JSON object")
     version = obj.get("v")
-    if version != VERSION or isinstance(version, bool):
-        raise UnsupportedVersion(f"unsupported protocol version {version!r:.20}; this daemon speaks {VERSION}")
+    if version not in VERSIONS or isinstance(version, bool):
+        raise UnsupportedVersion(f"unsupported protocol version {version!r:.20}; this daemon speaks "
+                                 f"{' and '.join(map(str, VERSIONS))}")
     op = obj.get("op")
     if op not in OPS:
         raise UnknownOp(f"unknown op {op!r:.40}; expected one of {', '.join(OPS)}")
+    if op in STREAM_OPS and version < STREAM_VERSION:
+        raise UnsupportedVersion(f"op {op!r} needs protocol version {STREAM_VERSION}")
     rid = obj.get("id")
     if rid is None:
         rid = new_id()
@@ -197,6 +215,9 @@ def parse_request(payload: bytes, *, max_audio: int = DEFAULT_MAX_AUDIO) -> Requ
     model = _optional(obj, "model", (str,), "a string")
     if model is not None and not 0 < len(model) <= MAX_MODEL_NAME:
         raise InvalidParameter("model name is too long", param="model")
+    if op == "stream":
+        return Request(op=op, id=rid, model=model, options=parse_options(obj.get("options")),
+                       stream=live.parse_stream_settings(obj.get("stream")))
     if op != "transcribe":
         return Request(op=op, id=rid, model=model)
     audio_size = _expect(obj, "audio_size", (int,), "a non-negative integer")
@@ -244,7 +265,12 @@ def segment_frame(rid: str, segment: dict[str, Any]) -> bytes:
     return json_frame({"v": VERSION, "type": "segment", "id": rid, "segment": segment})
 
 
-REPLY_TYPES = ("result", "error", "progress", "segment")
+def stream_frame(rid: str, kind: str, **fields: Any) -> bytes:
+    """A stream event (`whisperd.core.live.EVENTS`), version 2."""
+    return json_frame({**live.event_body(kind, **fields), "id": rid})
+
+
+REPLY_TYPES = ("result", "error", "progress", "segment", *live.EVENTS)
 
 
 def parse_reply(payload: bytes) -> dict[str, Any]:
@@ -254,8 +280,9 @@ def parse_reply(payload: bytes) -> dict[str, Any]:
         raise ProtocolError(f"reply is not valid JSON: {exc}"[:200]) from None
     if not isinstance(obj, dict) or obj.get("type") not in REPLY_TYPES:
         raise ProtocolError("reply is not a whisperd frame")
-    if obj.get("v") != VERSION:
-        raise UnsupportedVersion(f"daemon speaks protocol {obj.get('v')!r:.20}, client {VERSION}")
+    if obj.get("v") not in VERSIONS or isinstance(obj.get("v"), bool):
+        raise UnsupportedVersion(f"daemon speaks protocol {obj.get('v')!r:.20}, client "
+                                 f"{' and '.join(map(str, VERSIONS))}")
     return obj
 
 

@@ -139,6 +139,9 @@ class DaemonStatus:
     counters: Mapping[str, int] = field(default_factory=dict)
     served: int = 0  # transcriptions answered
     uptime: float = 0.0  # seconds
+    # Live sessions: `sessions` open, `max_sessions`, counts (`live_sessions`, `live_utterances`,
+    # `live_partials`, `live_refused`, `live_timeouts`, `finals`) and end-of-speech-to-final times.
+    live: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -170,6 +173,7 @@ class DaemonStatus:
             "counters": dict(self.counters),
             "served": self.served,
             "uptime": self.uptime,
+            "live": dict(self.live),
         }
 
     @staticmethod
@@ -195,6 +199,8 @@ class DaemonStatus:
             counters={str(k): _int(v) for k, v in (d.get("counters") or {}).items()},
             served=_int(d.get("served")),
             uptime=float(d.get("uptime") or 0.0),
+            live={str(k): v for k, v in (d.get("live") or {}).items()
+                  if isinstance(v, (int, float)) or v is None},
         )
 
 

@@ -81,6 +81,15 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
             "is closed, or the new one refused when all are busy"),
     Setting("frame_timeout", 10.0, bounded(float, 0.1, 3600.0),
             "seconds a client may take to send a request header once begun; the audio gets this plus 1 s per MiB"),
+    Setting("max_live_sessions", 8, bounded(int, 0, 1024),
+            "live sessions (stream requests: Wyoming, Realtime, whisperctl listen) open at once; past it a new one "
+            "is refused with overloaded; 0 turns live speech off"),
+    Setting("live_idle_timeout", 30.0, bounded(float, 1.0, 3600.0),
+            "seconds a live session may go without a frame from its client before it is closed"),
+    Setting("live_max_seconds", 7200.0, bounded(float, 1.0, 86400.0),
+            "the longest a live session may last, in seconds of audio and of wall-clock time"),
+    Setting("live_partial_interval", 0.5, bounded(float, 0.1, 10.0),
+            "seconds of new audio between two partial decodes of a live utterance"),
 )
 
 
@@ -116,6 +125,10 @@ class DaemonConfig:
     log_level: str
     max_connections: int
     frame_timeout: float
+    max_live_sessions: int
+    live_idle_timeout: float
+    live_max_seconds: float
+    live_partial_interval: float
     # Where each value came from ("default", "file:/etc/...", "env:WHISPERD_X", "cli").
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
     config_file: str = ""

@@ -2,7 +2,9 @@
 
 The rules, in order of importance:
 
-1. Shortest audio first (with ageing, so a long file is not starved forever).
+1. Live speech first: a partial or final decode of a live session is someone
+   waiting mid-sentence. Then shortest audio first (with ageing, so a long file
+   is not starved forever).
 2. A job is bound to a worker only when that worker is idle and ready: a worker
    still loading never holds a request the hot worker would finish sooner.
 3. The hot worker is kept for short work: a long job (> `long_audio_s`) is not
@@ -40,6 +42,7 @@ class JobFacts:
     request_s: float | None = None
     remaining_s: float = 0.0
     window: bool = False
+    live: bool = False  # a decode of a live session: before everything else
 
     @property
     def order_s(self) -> float:
@@ -89,7 +92,7 @@ class Decision:
 
 
 def job_order(jobs: tuple[JobFacts, ...], ageing: float) -> list[JobFacts]:
-    return sorted(jobs, key=lambda j: (j.order_s - ageing * j.waited_s, j.waited_s * -1, j.id))
+    return sorted(jobs, key=lambda j: (not j.live, j.order_s - ageing * j.waited_s, j.waited_s * -1, j.id))
 
 
 # More slots than this gain little: each needs a core, and single requests slow down.

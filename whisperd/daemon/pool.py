@@ -70,6 +70,7 @@ class Pending:
     enqueued: float
     window: Window | None = None
     request: WindowedRequest | None = None
+    live: bool = False  # a live session's decode (the policy serves these first)
 
 
 class Pool:
@@ -166,6 +167,33 @@ class Pool:
             job.cancelled = True
             self.counters["dropped_queued"] += 1
             raise
+
+    async def submit_live(self, job: Job, pcm: np.ndarray) -> Transcript:
+        """One decode of a live session's utterance (already 16 kHz samples, at most a window):
+        queued before every file's work. Cancelling the caller drops or stops the job."""
+        if self._closing:
+            raise ShuttingDown("the daemon is shutting down")
+        if job.model not in self.models:
+            raise ModelNotFound(f"model {job.model!r} is not served here")
+        job.audio_seconds = len(pcm) / SAMPLE_RATE
+        entry = Pending(job, pcm, asyncio.get_running_loop().create_future(), self._clock(), live=True)
+        del pcm
+        self.pending.append(entry)
+        self._schedule()
+        try:
+            transcript, _ = await asyncio.shield(entry.future)
+        except asyncio.CancelledError:
+            self.cancel(entry)
+            raise
+        return transcript
+
+    def reserve(self, nbytes: int) -> None:
+        """Hold `nbytes` of the decoded-audio budget for work outside `submit` (a live session)."""
+        self._reserve(nbytes)
+
+    def release(self, nbytes: int) -> None:
+        self.reserved_bytes -= nbytes
+        self._work_changed.set()
 
     def _reserve(self, nbytes: int) -> None:
         """Hold `nbytes` of the decoded-audio budget, or refuse before it is exceeded."""
@@ -362,7 +390,7 @@ class Pool:
     def _job_facts(entry: Pending, now: float) -> policy.JobFacts:
         job, waited = entry.job, now - entry.enqueued
         if entry.request is None:
-            return policy.JobFacts(job.id, job.audio_seconds, job.model, waited)
+            return policy.JobFacts(job.id, job.audio_seconds, job.model, waited, live=entry.live)
         request = entry.request
         known = max(request.duration_hint or 0.0, request.decoded_samples / SAMPLE_RATE)
         assert entry.window is not None  # a request's entries are its windows

@@ -18,6 +18,7 @@ they are given.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping
 
@@ -109,3 +110,30 @@ def job_for(
     model = model_for(request.model, default, served)
     return Job(request.id, engine_options(request.options, model, defaults), model.name, on_segment,
                chunking=request.options.chunking)
+
+
+@dataclass(frozen=True)
+class LiveJobs:
+    """The jobs of one live session's decodes: greedy partials, finals with the request's settings."""
+
+    session: str
+    model: str
+    final_options: Options
+
+    def job(self, n: int, final: bool, prompt: str | None) -> Job:
+        options = self.final_options
+        if final:
+            options = dataclasses.replace(options, prompt=prompt)
+        else:
+            # A partial is shown for a moment and replaced: greedy is enough, and twice as quick.
+            options = dataclasses.replace(options, prompt=prompt, beam_size=1, temperature=0.0)
+        return Job(f"{self.session}.{'f' if final else 'p'}{n}", options, self.model)
+
+
+def live_jobs_for(request: Request, *, default: ModelInfo, served: Mapping[str, ModelInfo],
+                  defaults: Defaults) -> LiveJobs:
+    """A stream request → how its decodes are run. Raises a WhisperdError the client may read."""
+    model = model_for(request.model, default, served)
+    options = dataclasses.replace(engine_options(request.options, model, defaults),
+                                  word_timestamps=False, logprobs=False)
+    return LiveJobs(request.id, model.name, options)

@@ -35,6 +35,7 @@ from whisperd.core.transcript import Segment, segment_dict
 from whisperd.daemon import requests
 from whisperd.daemon.config import DaemonConfig
 from whisperd.daemon.jobs import JobCancelled
+from whisperd.daemon.live_server import LiveStreams
 from whisperd.daemon.pool import Pool
 from whisperd.engines.base import ModelInfo
 
@@ -108,6 +109,7 @@ class Server:
         self.served = 0
         self.counters = {"connections_evicted": 0, "connections_refused": 0, "frame_timeouts": 0}
         self.on_change: Callable[[], None] = lambda: None  # e.g. refresh systemd STATUS=
+        self.live = LiveStreams(self)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -142,6 +144,7 @@ class Server:
             "compute_type": engine.compute_type,
             **pool,
             "counters": {**pool.get("counters", {}), **self.counters},
+            "live": self.live.status(),
             "served": self.served,
             "uptime": round(time.monotonic() - self.started_at, 1),
         })
@@ -238,6 +241,8 @@ class Server:
             if request.op == "transcribe":
                 # It reads its own audio frame: no frame here holds the bytes meanwhile.
                 keep_open = await self._transcribe(request, reader, writer)
+            elif request.op == "stream":
+                keep_open = await self.live.serve(request, reader, writer)
             else:
                 writer.write(protocol.result_frame(request.id, self._answer(request.op)))
                 await writer.drain()
