@@ -108,8 +108,8 @@ class LiveSession:
         await self._take(self.converter.feed(data))
 
     async def commit(self) -> None:
-        """The client says the utterance is over (or there is none: an empty final)."""
-        await self._take(self.converter.flush())
+        """The client says the utterance is over (or there is none: an empty final). The
+        resampler is not flushed: its few samples of delay join the next utterance."""
         if self.utterance is None:
             self._open(self.samples)
         await self._finish(self.samples)
@@ -126,7 +126,7 @@ class LiveSession:
     async def end(self) -> None:
         """The stream is over: whatever speech is still open gets its final."""
         await self._take(self.converter.flush())
-        if self.utterance is not None and (self.utterance.speech or self.vad is None):
+        if self.utterance is not None and self.utterance.speech:
             await self._finish(self.samples)
         self._cancel_partial()
 
