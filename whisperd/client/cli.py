@@ -5,6 +5,7 @@
     whisperctl [--socket PATH] [--timeout S] transcribe FILE|- [--format FMT] [--language LANG]
                [--prompt P] [--temperature T] [--model M] [--translate] [--words]
                [--chunking auto|JSON] [--logprobs] [--output PATH] [--progress | --no-progress]
+    whisperctl [--socket PATH] listen [FILE|-] [--pace] [--language LANG] [--model M] [--no-vad] [--json]
 
 Settings come from flags > `WHISPERD_*` environment > `/etc/whisperd/whisperd.conf`
 (`[whisperctl]`, or `--config FILE` / $WHISPERD_CONFIG) > defaults, like the daemon's
@@ -293,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     bar.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                      help="never show a progress bar")
     tr.set_defaults(func=cmd_transcribe, parser=tr)
+
+    from whisperd.client import listen
+
+    listen.add_parser(sub).set_defaults(func=listen.cmd_listen)
     return parser
 
 

@@ -54,6 +54,7 @@ class Utterance:
     agreement: Agreement = field(default_factory=Agreement)
     done_words: list[str] = field(default_factory=list)  # pieces decoded for good
     speech: bool = False  # a frame of it was speech
+    speech_at: int = 0  # stream sample of its first speech frame (when `speech`)
     partials: int = 0
     decoded_to: int = 0  # samples of the current piece the last partial heard
     language: str | None = None
@@ -169,9 +170,11 @@ class LiveSession:
         frames = data[:whole]
         prob = self._detector.probabilities(np.concatenate([self._last_frame, frames]))[1:]
         self._last_frame = frames[-FRAME:].copy()
+        first = self.samples - len(self._vad_tail) - whole  # stream sample of the first new frame
         self.prob = np.concatenate([self.prob, prob.astype(np.float32)])
-        if self.utterance is not None and bool(np.any(prob >= self.threshold)):
-            self.utterance.speech = True
+        loud = np.flatnonzero(prob >= self.threshold)
+        if self.utterance is not None and not self.utterance.speech and len(loud):
+            self.utterance.speech, self.utterance.speech_at = True, first + int(loud[0]) * FRAME
         if self.vad is None:
             return []
         return self.turns.feed(prob.tolist())
@@ -197,8 +200,9 @@ class LiveSession:
         self.utterance = Utterance(self._count, self.origin)
         self._count += 1
         self.stats.utterances += 1
-        frames = self.prob[: max(0, self._frame_of(self.samples))]
-        self.utterance.speech = bool(np.any(frames >= self.threshold))
+        loud = np.flatnonzero(self.prob >= self.threshold)
+        if len(loud):
+            self.utterance.speech, self.utterance.speech_at = True, self.origin + int(loud[0]) * FRAME
 
     # --- decoding ----------------------------------------------------------------------
 
@@ -207,7 +211,9 @@ class LiveSession:
         if u is None or not self.settings.partials or not u.speech or self._partial is not None:
             return
         heard = len(self.audio)
-        if heard - u.decoded_to < self.partial_interval or heard < MIN_PARTIAL_S * SAMPLE_RATE + self.prefix:
+        if self.samples - u.speech_at < MIN_PARTIAL_S * SAMPLE_RATE:
+            return  # too little speech to say anything yet
+        if u.decoded_to and heard - u.decoded_to < self.partial_interval:
             return
         u.decoded_to = heard
         self._partial = asyncio.ensure_future(self._run_partial(u, self.audio.copy()))

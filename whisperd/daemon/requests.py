@@ -126,7 +126,7 @@ class LiveJobs:
             options = dataclasses.replace(options, prompt=prompt)
         else:
             # A partial is shown for a moment and replaced: greedy is enough, and twice as quick.
-            options = dataclasses.replace(options, prompt=prompt, beam_size=1, temperature=0.0)
+            options = dataclasses.replace(options, prompt=prompt, beam_size=1, temperature=0.0, partial=True)
         return Job(f"{self.session}.{'f' if final else 'p'}{n}", options, self.model)
 
 

@@ -49,8 +49,14 @@ class Options:
     # Fill each segment's `logprobs` (its text tokens' log probabilities); costs a
     # teacher-forced decoder pass per window, so only when asked.
     logprobs: bool = False
+    # A live partial: shown for a moment, then replaced by the next. One greedy decode, no
+    # temperature fallback, and the short path's answer taken even when it is unsure - a
+    # fallback would cost a 30 s decode (a second on 2 cores) for words nobody keeps.
+    partial: bool = False
 
     def temperatures(self) -> tuple[float, ...]:
+        if self.partial:
+            return (0.0,)
         if self.temperature <= 0.0:
             return FALLBACK_TEMPERATURES
         return (float(self.temperature),)

@@ -41,6 +41,7 @@ COUNTER_NAMES: tuple[str, ...] = (
     "temperature_fallbacks",  # a 30 s window's greedy decode failed Whisper's test (engines/fallback.py)
     "fallback_decodes",  # decodes at a temperature above 0 that followed
     "repetition_confirmed",  # a repetitive window whose words a second decode confirmed
+    "partial_unsure_answers",  # a live partial's short-path answer kept though unsure (Options.partial)
 )
 
 
@@ -131,7 +132,9 @@ def _short(
     text = got.text.strip()
     reason = short_path.fallback_reason(got.tokens, text, got.avg_logprob, cap,
                                         got.no_speech_prob, options.no_speech_threshold)
-    if reason is not None:
+    if reason is not None and options.partial:
+        counters.add("partial_unsure_answers")  # kept: the next partial or the final corrects it
+    elif reason is not None:
         log.debug("short path distrusted (%s): %r; 30 s path", reason, text)
         counters.add(FALLBACK_PREFIX + short_path.reason_slug(reason))
         return None
