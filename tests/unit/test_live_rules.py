@@ -240,3 +240,21 @@ async def test_a_long_utterance_is_cut_into_pieces_and_its_memory_stays_bounded(
     final = [f for k, f in events if k == "final"][-1]
     assert len(final["text"].split()) >= 30  # every piece's words, in one final
     assert sum(1 for _, f in decoder.calls if f) >= 3  # the pieces, then the rest
+
+
+# --- the policy ----------------------------------------------------------------------------
+
+
+def test_live_finals_go_first_then_partials_then_commands_and_windows():
+    from whisperd.daemon import policy
+
+    jobs = (
+        policy.JobFacts("window", 30.0, "m", waited_s=50.0, request_s=600.0, window=True),
+        policy.JobFacts("command", 2.0, "m", waited_s=5.0),
+        policy.JobFacts("partial", 3.0, "m", live=policy.LIVE_PARTIAL),
+        policy.JobFacts("final", 3.0, "m", live=policy.LIVE_FINAL),
+    )
+    hot = (policy.WorkerFacts("hot-0", "hot", "m", "idle"),)
+    facts = policy.Facts(jobs, hot, cpu_cores=2, free_memory_mb=0, worker_memory_mb={})
+    assert [j.id for j in policy.job_order(jobs, 0.5)][:3] == ["final", "partial", "command"]
+    assert policy.decide(facts, policy.Settings()).assign == (("final", "hot-0"),)

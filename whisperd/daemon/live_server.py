@@ -114,7 +114,7 @@ class LiveStreams:
         async def decode(pcm: np.ndarray, final: bool, prompt: str | None) -> Transcript:
             nonlocal decodes
             decodes += 1
-            return await pool.submit_live(jobs.job(decodes, final, prompt), pcm)
+            return await pool.submit_live(jobs.job(decodes, final, prompt), pcm, final=final)
 
         def send(kind: str, **fields: Any) -> None:
             if kind == "partial":

@@ -2,8 +2,8 @@
 
 The rules, in order of importance:
 
-1. Live speech first: a partial or final decode of a live session is someone
-   waiting mid-sentence. Then shortest audio first (with ageing, so a long file
+1. Live speech first: a live final (someone has stopped talking and waits for
+   it), then a live partial (someone is mid-sentence). Then shortest audio first (with ageing, so a long file
    is not starved forever).
 2. A job is bound to a worker only when that worker is idle and ready: a worker
    still loading never holds a request the hot worker would finish sooner.
@@ -31,6 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+LIVE_PARTIAL, LIVE_FINAL = 1, 2
+
+
 @dataclass(frozen=True)
 class JobFacts:
     id: str
@@ -42,7 +45,7 @@ class JobFacts:
     request_s: float | None = None
     remaining_s: float = 0.0
     window: bool = False
-    live: bool = False  # a decode of a live session: before everything else
+    live: int = 0  # a live session's decode, before everything else: LIVE_FINAL, then LIVE_PARTIAL
 
     @property
     def order_s(self) -> float:
@@ -92,7 +95,7 @@ class Decision:
 
 
 def job_order(jobs: tuple[JobFacts, ...], ageing: float) -> list[JobFacts]:
-    return sorted(jobs, key=lambda j: (not j.live, j.order_s - ageing * j.waited_s, j.waited_s * -1, j.id))
+    return sorted(jobs, key=lambda j: (-j.live, j.order_s - ageing * j.waited_s, j.waited_s * -1, j.id))
 
 
 # More slots than this gain little: each needs a core, and single requests slow down.

@@ -70,7 +70,7 @@ class Pending:
     enqueued: float
     window: Window | None = None
     request: WindowedRequest | None = None
-    live: bool = False  # a live session's decode (the policy serves these first)
+    live: int = 0  # a live session's decode, policy.LIVE_FINAL or LIVE_PARTIAL (served first)
 
 
 class Pool:
@@ -168,7 +168,7 @@ class Pool:
             self.counters["dropped_queued"] += 1
             raise
 
-    async def submit_live(self, job: Job, pcm: np.ndarray) -> Transcript:
+    async def submit_live(self, job: Job, pcm: np.ndarray, *, final: bool) -> Transcript:
         """One decode of a live session's utterance (already 16 kHz samples, at most a window):
         queued before every file's work. Cancelling the caller drops or stops the job."""
         if self._closing:
@@ -176,7 +176,8 @@ class Pool:
         if job.model not in self.models:
             raise ModelNotFound(f"model {job.model!r} is not served here")
         job.audio_seconds = len(pcm) / SAMPLE_RATE
-        entry = Pending(job, pcm, asyncio.get_running_loop().create_future(), self._clock(), live=True)
+        entry = Pending(job, pcm, asyncio.get_running_loop().create_future(), self._clock(),
+                        live=policy.LIVE_FINAL if final else policy.LIVE_PARTIAL)
         del pcm
         self.pending.append(entry)
         self._schedule()
