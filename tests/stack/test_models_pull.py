@@ -222,3 +222,19 @@ def test_starting_on_a_model_that_is_not_installed_says_how_to_pull_it(place):
         assert "whisperctl models pull large-v3-turbo" in d.log()
     finally:
         d.stop()
+
+
+def test_sighup_rescans_a_model_dropped_in_by_hand(daemon, place):
+    import signal
+    import time
+
+    staging = place / "models" / ".copy-handmade"
+    shutil.copytree(bundled_tiny_en(), staging)
+    staging.rename(place / "models" / "handmade")
+    assert "handmade" not in served(daemon)  # nobody told the daemon yet
+    daemon.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 60  # a guard against a hang, not a wait for a guessed time
+    while "handmade" not in served(daemon):
+        assert time.monotonic() < deadline, daemon.log()
+        time.sleep(0.05)
+    assert daemon.proc.poll() is None

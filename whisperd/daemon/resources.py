@@ -91,40 +91,44 @@ class Resources:
             self._measured_mb[model] = max(self._measured_mb.get(model, 0.0), rss_mb(pid))
 
 
-# What a cold worker holds besides its weights: the interpreter, numpy, CTranslate2 and
-# its buffers, as forked from the fork server (tiny.en int8 measured 2xx MB in all: docs/models.md).
-RUNTIME_MB = 300.0
+# A cold worker's resident size, measured with faster-whisper on CPU after one transcription
+# (docs/models.md, "Memory"): tiny.en 162 MB int8 / 271 MB float32, base 208 / 423 MB, from
+# 72 and 139 MB of float16 weights on disk. That is ~110 MB of runtime (the interpreter,
+# numpy, CTranslate2, forked from the fork server) plus the weights as the compute type holds
+# them, plus a tenth for the activations.
+RUNTIME_MB = 120.0
+ACTIVATIONS = 1.1
 # Bytes one weight takes in memory, by compute type. CTranslate2 keeps what it does not
 # quantize (embeddings, norms, biases) in float32; `QUANTIZED_SHARE` of a Whisper model's
-# weights are the linear layers that int8 does shrink.
+# weights are the linear layers that int8 does shrink (more in a large model, less in tiny).
 BYTES_PER_WEIGHT = {"float32": 4.0, "int16": 2.0, "float16": 2.0, "bfloat16": 2.0,
                     "int8": 1.0, "int8_float32": 1.0, "int8_float16": 1.0, "int8_bfloat16": 1.0}
 QUANTIZED_SHARE = 0.8
 # The hub's CTranslate2 Whisper conversions (and the bundled ones) are float16 on disk.
 DISK_BYTES_PER_WEIGHT = 2.0
-UNSEEN_MODEL_MB = 1000.0  # nothing known: the size of a small model's worker
+UNSEEN_MODEL_MB = 1000.0  # nothing known about it: about a small model's worker
 
 
 def estimate_worker_mb(weights_mb: float, compute_type: str) -> float:
     """A cold worker's resident size before one ever ran: the runtime plus the weights as
-    `compute_type` holds them, from their float16 size on disk.
+    `compute_type` holds them, from their float16 size on disk (`weights_mb`).
 
-    >>> estimate_worker_mb(75, "float16")                     # tiny.en as it is on disk
-    375.0
-    >>> estimate_worker_mb(75, "float32")                     # twice the bytes per weight
-    450.0
-    >>> round(estimate_worker_mb(1543, "int8"))               # large-v3-turbo on a CPU
-    1226
-    >>> estimate_worker_mb(1543, "int8") < estimate_worker_mb(1543, "float16")
-    True
-    >>> estimate_worker_mb(75, "something-new") == estimate_worker_mb(75, "float32")  # unknown: the largest
+    >>> round(estimate_worker_mb(72, "int8"))        # tiny.en on a CPU: measured 162 MB
+    183
+    >>> round(estimate_worker_mb(139, "float32"))    # base as openai-whisper holds it: measured 423 MB
+    426
+    >>> round(estimate_worker_mb(1543, "int8"))      # large-v3-turbo on a CPU
+    1478
+    >>> round(estimate_worker_mb(1543, "float16"))   # ... on a GPU, as it is on disk
+    1817
+    >>> estimate_worker_mb(72, "something-new") == estimate_worker_mb(72, "float32")  # unknown: the largest
     True
     """
     per_weight = BYTES_PER_WEIGHT.get(compute_type, 4.0)
     if compute_type.startswith("int8"):
         # Only the linear layers are quantized; the rest stays float32 (4 bytes) on CPU.
         per_weight = QUANTIZED_SHARE * per_weight + (1 - QUANTIZED_SHARE) * 4.0
-    return RUNTIME_MB + weights_mb * per_weight / DISK_BYTES_PER_WEIGHT
+    return RUNTIME_MB + weights_mb * per_weight / DISK_BYTES_PER_WEIGHT * ACTIVATIONS
 
 
 def guess_worker_mb(info: "ModelInfo | None", compute_type: str = "float32") -> float:
