@@ -73,7 +73,9 @@ def pull(name: str, models_dir: Path, *, repo: str | None = None, revision: str 
     if hub.offline():
         raise ModelFetchFailed("HF_HUB_OFFLINE is set: unset it to pull (the pull is the one step that goes online)")
     try:
-        models_dir.mkdir(parents=True, exist_ok=True)
+        if not models_dir.is_dir():
+            models_dir.mkdir(parents=True)
+            models_dir.chmod(0o755)  # the daemon's user reads it, whatever umask the administrator has
     except OSError as exc:
         raise ModelInstallRefused(f"cannot create {models_dir}: {exc.strerror or exc}") from None
     with installed.pull_lock(models_dir, name):
