@@ -112,6 +112,7 @@ def test_pull_installs_verified_files_and_the_running_daemon_serves_them(daemon,
     assert proc.returncode == 0, proc.stderr
     assert f"installed small.en (78.1 MB, {REPOS['small.en']}@{COMMIT[:12]})" in proc.stdout
     assert "whisperd serves small.en now (no restart)" in proc.stderr
+    assert "%|" not in proc.stderr  # stderr is not a terminal: no progress bars
     installed = place / "models" / "small.en"
     for name in ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt"):
         assert (installed / name).read_bytes() == (bundled_tiny_en() / name).read_bytes()
@@ -158,8 +159,9 @@ def test_a_pull_that_cannot_resume_leaves_nothing_and_the_next_one_starts_over(d
     assert not (place / "models" / "medium.en").exists() and leftovers(place) == []
     assert "medium.en" not in served(daemon)
     hub.faults.drops = 0
-    proc = ctl(daemon, place, hub, "pull", "medium.en")
+    proc = ctl(daemon, place, hub, "pull", "medium.en", "--progress")
     assert proc.returncode == 0, proc.stderr
+    assert "model.bin: 100%|" in proc.stderr  # forced bars, one per file, named by the file
     assert "medium.en" in served(daemon)
 
 

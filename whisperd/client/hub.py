@@ -19,6 +19,7 @@ from whisperd.client.checksums import RemoteFile
 from whisperd.core.errors import ModelFetchFailed
 from whisperd.core.model_dirs import REQUIRED_CT2_FILES
 
+TRUE = ("1", "ON", "YES", "TRUE")  # how huggingface_hub reads a yes in its environment
 # What faster-whisper's own download fetches from a CTranslate2 Whisper repository.
 WANTED_PATTERNS = ("config.json", "preprocessor_config.json", "model.bin", "tokenizer.json", "vocabulary.*")
 
@@ -103,27 +104,31 @@ def remote_model(repo: str, revision: str | None = None) -> RemoteModel:
 
 def download(model: RemoteModel, file: RemoteFile, into: Path, *, progress: bool | None) -> Path:
     """One file into the folder `into`, resumed within the call when the connection drops
-    (huggingface_hub retries with a Range request). `progress`: None lets huggingface_hub
-    decide (a bar on a terminal), True forces a bar, False shows none."""
+    (huggingface_hub retries with a Range request). `progress`: None shows a bar on a
+    terminal, True always, False never."""
     from huggingface_hub import hf_hub_download
 
     try:
         path = hf_hub_download(model.repo, file.name, revision=model.revision, local_dir=into,
-                               tqdm_class=_bar_class(progress))
+                               tqdm_class=_bar_class(progress, file.name))
     except _fetch_errors() as exc:
         raise _hub_error(model.repo, exc) from None
     return Path(path)
 
 
-def _bar_class(progress: bool | None) -> Any:
-    if progress is None:
-        return None
+def _bar_class(progress: bool | None, label: str) -> Any:
+    """A tqdm bar per file, labelled with the file's name (not the URL it comes from): on a
+    terminal by default (tqdm's `disable=None`), unless HF_HUB_DISABLE_PROGRESS_BARS is set."""
     from tqdm.auto import tqdm
+
+    if progress is None and os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").strip().upper() in TRUE:
+        progress = False
 
     class Bar(tqdm):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.pop("name", None)
-            kwargs["disable"] = not progress
+            kwargs["desc"] = label
+            kwargs["disable"] = None if progress is None else not progress
             super().__init__(*args, **kwargs)
 
     return Bar
@@ -131,4 +136,4 @@ def _bar_class(progress: bool | None) -> Any:
 
 def offline() -> bool:
     """HF_HUB_OFFLINE set: huggingface_hub would refuse every request."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in TRUE
