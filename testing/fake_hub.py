@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,11 +84,13 @@ class FakeHub:
         app.router.add_get("/lfs/{sha256}", self._lfs)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        hub, cdn = web.TCPSite(self._runner, "127.0.0.1", 0), web.TCPSite(self._runner, "127.0.0.1", 0)
-        await hub.start()
-        await cdn.start()
-        self.url = f"http://127.0.0.1:{hub._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-        self.cdn_url = f"http://127.0.0.1:{cdn._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        urls = []
+        for _ in ("hub", "cdn"):  # two origins: huggingface_hub stops at a redirect to another one
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            await web.SockSite(self._runner, sock).start()
+            urls.append(f"http://127.0.0.1:{sock.getsockname()[1]}")
+        self.url, self.cdn_url = urls
 
     def stop(self) -> None:
         async def shutdown() -> None:

@@ -186,8 +186,8 @@ class Server:
         added, removed = sorted(set(fresh) - before), sorted(before - set(fresh))
         log.info("models rescanned: %d served%s%s", len(fresh), f", added {', '.join(added)}" if added else "",
                  f", removed {', '.join(removed)}" if removed else "")
-        models = await asyncio.to_thread(self.models)
-        return RescanResult(tuple(models), tuple(added), tuple(removed), str(self.config.models_path))
+        await asyncio.to_thread(lambda: [self._on_disk(m) for m in fresh.values()])  # the stat calls, off the loop
+        return RescanResult(tuple(self.models()), tuple(added), tuple(removed), str(self.config.models_path))
 
     # --- connections -------------------------------------------------------------------
 
