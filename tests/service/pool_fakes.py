@@ -85,6 +85,9 @@ class FakeResources:
     def measured(self, model: str, pid: int | None) -> None:
         pass
 
+    def forget(self, model: str) -> None:
+        pass
+
 
 class FakeLane(Lane):
     """A hot slot: ready when built; each job waits on a future the test settles."""

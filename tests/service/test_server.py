@@ -60,8 +60,10 @@ async def test_ping_status_and_models_are_typed():
         assert status.ready and status.hot_slots == 1 and status.workers == {"hot": 1, "cold": 0}
         assert status.lanes == (LaneStatus("hot", "hot", "tiny.en", "idle", 0),)
         assert status.served == 0 and status.queue == 0 and status.running == 0
-        assert await c.models() == [ModelEntry("tiny.en", loaded=True, multilingual=False, default=True),
-                                    ModelEntry("base", loaded=False, multilingual=True, default=False)]
+        # The in-process daemon's models are folders of its own, outside any models folder: "path".
+        assert await c.models() == [
+            ModelEntry("tiny.en", loaded=True, multilingual=False, default=True, source="path", size_bytes=0),
+            ModelEntry("base", loaded=False, multilingual=True, default=False, source="path", size_bytes=0)]
 
 
 async def test_status_on_the_wire_keeps_the_v1_keys():
@@ -71,7 +73,7 @@ async def test_status_on_the_wire_keeps_the_v1_keys():
         frame = await reply(reader)
         writer.close()
     assert (frame["type"], frame["id"]) == ("result", "s-1")
-    assert set(frame["result"]) == V1_STATUS_KEYS | {"windowed", "decoded_audio_reserved"}  # v1 kept, additions only
+    assert set(frame["result"]) == V1_STATUS_KEYS | {"windowed", "decoded_audio_reserved", "live"}  # v1 kept, additions only
     assert DaemonStatus.from_dict(frame["result"]).to_dict() == frame["result"]
 
 

@@ -7,7 +7,9 @@ import importlib
 
 import pytest
 
-MODULES = ("whisperd.daemon.policy", "whisperd.engines.short_path", "whisperd.core.chunking", "whisperd.engines.logprobs")
+MODULES = ("whisperd.daemon.policy", "whisperd.engines.short_path", "whisperd.core.chunking", "whisperd.engines.logprobs",
+           "whisperd.core.model_names", "whisperd.daemon.resources", "whisperd.client.checksums",
+           "whisperd.client.installed", "whisperd.client.pull")
 
 
 @pytest.mark.parametrize("name", MODULES)

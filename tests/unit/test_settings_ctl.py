@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import os
 
 import pytest
@@ -36,7 +38,7 @@ def write(tmp_path, text: str) -> str:
 def test_defaults_without_any_file():
     config = config_of()
     assert (config.socket, config.timeout) == (DEFAULT_SOCKET, None)
-    assert config.sources == {"socket": "default", "timeout": "default"}
+    assert config.sources == {"socket": "default", "timeout": "default", "models_dir": "default"}
 
 
 def test_flag_beats_env_beats_whisperctl_section_beats_whisperd_section(tmp_path):
@@ -46,7 +48,7 @@ def test_flag_beats_env_beats_whisperctl_section_beats_whisperd_section(tmp_path
     assert config_of("--config", conf, env=env).socket == "/env.sock"
     config = config_of("--config", conf)
     assert (config.socket, config.timeout) == ("/c.sock", 30.0)
-    assert config.sources == {"socket": f"file:{conf}", "timeout": f"file:{conf}"}
+    assert config.sources == {"socket": f"file:{conf}", "timeout": f"file:{conf}", "models_dir": "default"}
     assert config_of("--config", conf, "--timeout", "5", env={"WHISPERD_TIMEOUT": "7"}).timeout == 5.0
     assert config_of("--config", conf, env={"WHISPERD_TIMEOUT": "7"}).timeout == 7.0
 
@@ -103,7 +105,7 @@ def test_print_config_needs_no_command_and_shows_sources(tmp_path, capsys):
     assert main(["--config", conf, "--print-config"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [f"# config file: {conf}", f"socket = /srv/w.sock    # file:{conf} [whisperd]",
-                   "timeout =     # default"]
+                   "timeout =     # default", "models_dir =     # default"]
 
 
 def test_no_command_is_still_a_usage_error(capsys):
@@ -117,3 +119,11 @@ def test_the_resolved_socket_reaches_the_command(tmp_path, capsys):
     conf = write(tmp_path, f"[whisperd]\nsocket = {sock}\n")
     assert main(["--config", conf, "status"]) == cli.EXIT_UNREACHABLE
     assert f"no socket at {sock}" in capsys.readouterr().err
+
+
+def test_models_dir_falls_back_to_the_daemons_section(tmp_path):
+    conf = write(tmp_path, "[whisperd]\nmodels_dir = /srv/models\n")
+    assert config_of("--config", conf).models_path == Path("/srv/models")
+    conf = write(tmp_path, "[whisperd]\nmodels_dir = /srv/models\n[whisperctl]\nmodels_dir = /x\n")
+    assert config_of("--config", conf).models_path == Path("/x")
+    assert config_of("--config", conf, "--models-dir", "/flag").models_path == Path("/flag")

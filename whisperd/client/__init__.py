@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from whisperd.core import protocol
 from whisperd.core.chunking import Chunking
 from whisperd.core.errors import NotReady, WhisperdError
-from whisperd.core.replies import DaemonStatus, ModelEntry, TranscribeResult, model_list_from_dict
+from whisperd.core.replies import DaemonStatus, ModelEntry, RescanResult, TranscribeResult, model_list_from_dict
 
 if TYPE_CHECKING:
     from whisperd.client.live import LiveStream
@@ -197,6 +197,10 @@ class AsyncClient:
     async def models(self) -> list[ModelEntry]:
         return model_list_from_dict((await self._call(_request("models")))["result"])
 
+    async def rescan(self) -> RescanResult:
+        """Ask the daemon to read its models folder again; the result names what it serves now."""
+        return RescanResult.from_dict((await self._call(_request("rescan")))["result"])
+
     async def transcribe(
         self,
         audio: bytes,
@@ -334,6 +338,10 @@ class Client:
 
     def models(self) -> list[ModelEntry]:
         return model_list_from_dict(self._call(_request("models"))["result"])
+
+    def rescan(self) -> RescanResult:
+        """As `AsyncClient.rescan`, blocking."""
+        return RescanResult.from_dict(self._call(_request("rescan"))["result"])
 
     def transcribe(
         self,

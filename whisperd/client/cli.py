@@ -2,6 +2,7 @@
 
     whisperctl [--socket PATH] [--timeout S] status [--json]
     whisperctl [--socket PATH] [--timeout S] models [--json]
+    whisperctl [--models-dir DIR] models list|pull NAME|remove NAME   (whisperd/client/models_cli.py)
     whisperctl [--socket PATH] [--timeout S] transcribe FILE|- [--format FMT] [--language LANG]
                [--prompt P] [--temperature T] [--model M] [--translate] [--words]
                [--chunking auto|JSON] [--logprobs] [--output PATH] [--progress | --no-progress]
@@ -37,7 +38,7 @@ import stat
 import sys
 from typing import Callable
 
-from whisperd.client import Client
+from whisperd.client import Client, models_cli
 from whisperd.client.config import CTL_SETTINGS, ctl_config
 from whisperd.client.progress import ProgressBar
 from whisperd.core import chunking as chunking_rules
@@ -268,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     models.add_argument("--json", action="store_true", help="print the raw model list")
     models.set_defaults(func=cmd_models)
+    models_cli.add_commands(models, EPILOG)
 
     tr = sub.add_parser("transcribe", help="transcribe an audio file ('-' for stdin)", epilog=EPILOG,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -369,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         _error(err.message)
         return EXIT_USAGE
     # The commands read the resolved values where the flags used to put them.
-    args.socket, args.timeout = config.socket, config.timeout
+    args.socket, args.timeout, args.models_dir = config.socket, config.timeout, str(config.models_path)
     try:
         if args.print_config:
             _print(describe(config, CTL_SETTINGS))

@@ -56,6 +56,27 @@ class UnsupportedForModel(WhisperdError):
     code = "unsupported_for_model"
 
 
+# --- models on disk (`whisperctl models pull / remove`, on the client's side) -----------
+
+
+class ModelFetchFailed(WhisperdError):
+    """The hub (or the mirror HF_ENDPOINT names) could not give us the model."""
+
+    code = "model_fetch_failed"
+
+
+class ChecksumMismatch(ModelFetchFailed):
+    """A downloaded file is not what the hub's checksum says: nothing was installed."""
+
+    code = "checksum_mismatch"
+
+
+class ModelInstallRefused(WhisperdError):
+    """Installing or removing would break something (a bundled model, a name in use, a bad name)."""
+
+    code = "model_install_refused"
+
+
 # --- audio ---------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ newer or an older daemon still reads. Stdlib only: every program imports it.
     result frame of a transcription   {"v", "type", **TranscribeResult.to_dict()}
     result of `status`                {"v", "type", "id", "result": DaemonStatus.to_dict()}
     result of `models`                {"v", "type", "id", "result": model_list_dict(models)}
+    result of `rescan`                {"v", "type", "id", "result": RescanResult.to_dict()}
 """
 
 from __future__ import annotations
@@ -212,14 +213,24 @@ class ModelEntry:
     loaded: bool = False  # some lane holds it now
     multilingual: bool = False
     default: bool = False  # the hot worker's model, which the default aliases name
+    source: str = ""  # models_dir, hf_cache, bundled or path ("": a daemon that does not say)
+    size_bytes: int | None = None  # the model's files on disk
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "loaded": self.loaded, "multilingual": self.multilingual, "default": self.default}
+        d: dict[str, Any] = {"id": self.id, "loaded": self.loaded, "multilingual": self.multilingual,
+                             "default": self.default}
+        if self.source:
+            d["source"] = self.source
+        if self.size_bytes is not None:
+            d["size_bytes"] = self.size_bytes
+        return d
 
     @staticmethod
     def from_dict(d: Mapping[str, Any]) -> "ModelEntry":
+        size = d.get("size_bytes")
         return ModelEntry(id=str(d["id"]), loaded=bool(d.get("loaded")), multilingual=bool(d.get("multilingual")),
-                          default=bool(d.get("default")))
+                          default=bool(d.get("default")), source=str(d.get("source") or ""),
+                          size_bytes=size if isinstance(size, int) and not isinstance(size, bool) else None)
 
 
 def model_list_dict(models: Iterable[ModelEntry]) -> dict[str, Any]:
@@ -229,3 +240,22 @@ def model_list_dict(models: Iterable[ModelEntry]) -> dict[str, Any]:
 
 def model_list_from_dict(d: Mapping[str, Any]) -> list[ModelEntry]:
     return [ModelEntry.from_dict(m) for m in d.get("models") or () if isinstance(m, Mapping) and "id" in m]
+
+
+@dataclass(frozen=True)
+class RescanResult:
+    """What the daemon serves after reading its models folder (and hub cache) again."""
+
+    models: tuple[ModelEntry, ...] = ()
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    models_dir: str = ""  # where the daemon looks: a pull into another folder is not seen
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"added": list(self.added), "removed": list(self.removed), "models_dir": self.models_dir,
+                **model_list_dict(self.models)}
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> "RescanResult":
+        return RescanResult(models=tuple(model_list_from_dict(d)), added=tuple(map(str, d.get("added") or ())),
+                            removed=tuple(map(str, d.get("removed") or ())), models_dir=str(d.get("models_dir") or ""))

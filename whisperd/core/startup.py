@@ -39,11 +39,17 @@ def prepare(prog: str, description: str, cls: type, settings: Sequence[Setting],
 # onnxruntime (Silero VAD) ships Microsoft's 1DS telemetry on Linux: with it on, it writes
 # a session file to TMPDIR and would upload events. Off in every program and its children.
 NO_TELEMETRY = {"ORT_DISABLE_TELEMETRY": "1"}
+# faster-whisper imports huggingface_hub, and fetches from the hub when a model is a name
+# rather than a directory, or a directory lacks tokenizer.json. The daemon always hands it a
+# directory; offline mode makes sure a gap there is an error, never a download.
+# (`whisperctl models pull`, the one program that downloads, does not come through here.)
+OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
 
 def quiet_libraries() -> None:
     """Turn off what libraries would report or fetch on their own; before they are imported."""
     os.environ.update(NO_TELEMETRY)
+    os.environ.update(OFFLINE)
 
 
 def freeze_heap() -> None:

@@ -74,7 +74,11 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
     Setting("shutdown_grace", 30.0, bounded(float, 0.0, 3600.0),
             "seconds to finish in-flight work on SIGTERM"),
     Setting("cache_dir", "", str, "where converted/assembled models are kept (default: state dir or ~/.cache/whisperd)"),
-    Setting("models_dir", "", str, "folder of extra models (<name>/model.bin or <name>.pt)"),
+    Setting("models_dir", "", str, "folder of extra models (<name>/model.bin or <name>.pt); "
+            "'whisperctl models pull' installs into it (default: <cache_dir>/models)"),
+    Setting("hf_cache_dir", "", str,
+            "a Hugging Face hub cache to serve CTranslate2 models from, read-only (models--ORG--NAME/, as "
+            "faster-whisper, speaches and wyoming-faster-whisper leave it); empty: off"),
     Setting("log_level", "info", choice(*LOG_LEVELS), "log level (debug also logs the text of every transcript)"),
     Setting("max_connections", 512, bounded(int, 1, 1 << 20),
             "socket connections open at once (lowered to fit the file limit); beyond it the oldest idle one "
@@ -122,6 +126,7 @@ class DaemonConfig:
     shutdown_grace: float
     cache_dir: str
     models_dir: str
+    hf_cache_dir: str
     log_level: str
     max_connections: int
     frame_timeout: float
@@ -140,3 +145,7 @@ class DaemonConfig:
     @property
     def models_path(self) -> Path:
         return Path(self.models_dir) if self.models_dir else self.cache_path / "models"
+
+    @property
+    def hf_cache_path(self) -> Path | None:
+        return Path(self.hf_cache_dir) if self.hf_cache_dir else None

@@ -8,7 +8,7 @@ whoever waits for them:
 - a second one sets `force_exit`: the drain is cut short - connections are
   cancelled and the workers stopped now - and the socket is still unlinked;
   the exit status is 1 (during a model load, start-up simply stops waiting);
-- SIGHUP re-reads the log level.
+- SIGHUP re-reads the log level and the models folder (`Server.rescan`).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class Daemon:
         from whisperd.daemon import systemd
         from whisperd.daemon.lanes.cold import warm_fork_server
         from whisperd.daemon.lanes.hot import hot_lanes
-        from whisperd.daemon.models import resolve_model
+        from whisperd.daemon.models import resolve_model, served_models
         from whisperd.daemon.pool import Pool
         from whisperd.daemon.server import Server, bind_unix_socket
         from whisperd.daemon.status_line import status_line, throttled_status
@@ -133,7 +133,7 @@ class Daemon:
         # Activated sockets first: systemd may already be queueing clients on them.
         activated = systemd.listen_fds()
         t0 = time.monotonic()
-        model = resolve_model(config.model, config.cache_path, config.models_path)
+        model = resolve_model(config.model, config.cache_path, config.models_path, config.hf_cache_path)
         systemd.status(f"loading model {model.name} ({config.engine})…")
         log.info("loading model %s from %s (engine %s, device %s)", model.name, model.path, config.engine, config.device)
         loading = asyncio.ensure_future(on_daemon_thread(load_hot_engine, config, model))
@@ -169,12 +169,14 @@ class Daemon:
         self.watchdog.start()
 
     async def serve(self) -> None:
-        """Until an exit signal; SIGHUP re-reads the log level meanwhile."""
+        """Until an exit signal; SIGHUP re-reads the log level and rescans the models meanwhile."""
         self._enter(Phase.SERVING)
         while True:
             if self.reload_requested:
                 self.reload_requested = False
                 self._reload()
+                if self.server is not None:
+                    await self._rescan(self.server)  # a model dropped into the models folder by hand
             if self.should_exit:
                 return
             await self._wake.wait()
@@ -235,6 +237,13 @@ class Daemon:
         self.phases.append(phase)
         self._reached[phase].set()
 
+    @staticmethod
+    async def _rescan(server: Server) -> None:
+        try:
+            await server.rescan()
+        except WhisperdError as err:
+            log.error("rescan failed, serving the models as before: %s", err.message)
+
     def _reload(self) -> None:
         """SIGHUP: re-read the log level (the rest needs a restart)."""
         from whisperd.core.logs import set_level
@@ -292,23 +301,6 @@ def load_hot_engine(config: DaemonConfig, model: "ModelInfo") -> tuple["Engine",
     engine = load_engine(config.engine, model, device=device, compute_type=config.compute_type,
                          cpu_threads=threads, workers=slots, cache_dir=str(config.cache_path))
     return engine, threads
-
-
-def served_models(config: DaemonConfig, default: "ModelInfo") -> dict[str, "ModelInfo"]:
-    """The default model plus the installed models `extra_models` names."""
-    from whisperd.daemon.models import installed_models
-
-    served = {default.name: default}
-    wanted = [m.strip() for m in config.extra_models.split(",") if m.strip()]
-    if not wanted or config.max_cold_workers == 0:
-        return served
-    installed = installed_models(config.cache_path, config.models_path)
-    for name in installed if "*" in wanted else wanted:
-        if name in installed:
-            served.setdefault(name, installed[name])
-        else:
-            log.warning("extra model %r is not installed; ignoring it", name)
-    return served
 
 
 def main(argv: list[str] | None = None) -> int:

