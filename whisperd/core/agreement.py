@@ -7,7 +7,12 @@ hypothesis; the words two hypotheses in a row agree on, from the start, are
 *unstable* and may change with the next decode.
 
 Words are compared exactly but for case, so a comma that becomes a full stop keeps
-its word unstable until two decodes agree on it. Stable words keep the spelling
+its word unstable until two decodes agree on it. Words in the last `HOLD_S` of the
+audio a hypothesis heard stay unstable too (where a word lies is estimated from its
+place among the hypothesis's words): a decode of audio that stops mid-word agrees
+with the next one on the wrong word often enough ("asked not" for "ask not", on
+JFK) to cost finals their accuracy; measured on real speech (docs/live.md), the
+hold cut the words agreed wrongly without making stable text much later. Stable words keep the spelling
 they were first agreed in: every later hypothesis (the final one too) is joined
 after them, at the place its own words line up with them. Stdlib only: the
 daemon runs it, and its rule is documented in `docs/live.md`.
@@ -70,6 +75,22 @@ def tail_after(stable: list[str], hypothesis: list[str]) -> list[str]:
     return hypothesis[min(end, len(hypothesis)):]
 
 
+HOLD_S = 1.0
+
+
+def heard_words(n_words: int, stable: int, audio_s: float | None, hold_s: float = HOLD_S) -> int:
+    """How many of a hypothesis's words after the `stable` ones lie before its last `hold_s` of audio.
+
+    >>> heard_words(10, 2, 5.0)  # 10 words in 5 s: those of the first 4 s may become stable
+    6
+    >>> heard_words(10, 2, None)  # no audio length given: no hold
+    8
+    """
+    if audio_s is None or audio_s <= 0:
+        return n_words - stable
+    return max(0, int(n_words * max(0.0, audio_s - hold_s) / audio_s) - stable)
+
+
 @dataclass
 class Agreement:
     """One utterance's hypotheses, and the words that are stable so far."""
@@ -77,12 +98,14 @@ class Agreement:
     stable: list[str] = field(default_factory=list)
     _last_tail: list[str] | None = None  # the previous hypothesis, after the stable words
 
-    def update(self, hypothesis: str) -> bool:
-        """Take a new hypothesis of the whole utterance so far; True when the stable words grew."""
-        tail = tail_after(self.stable, words_of(hypothesis))
+    def update(self, hypothesis: str, audio_s: float | None = None) -> bool:
+        """Take a new hypothesis of the whole utterance so far (`audio_s` of audio);
+        True when the stable words grew."""
+        words = words_of(hypothesis)
+        tail = tail_after(self.stable, words)
         grew = False
         if self._last_tail is not None:
-            n = common_prefix(self._last_tail, tail)
+            n = min(common_prefix(self._last_tail, tail), heard_words(len(words), len(self.stable), audio_s))
             if n:
                 self.stable.extend(tail[:n])
                 tail = tail[n:]

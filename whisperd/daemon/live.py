@@ -232,7 +232,7 @@ class LiveSession:
         if self.utterance is not u:
             return  # the utterance ended meanwhile: its final says it all
         before = (u.stable_text(), u.text())
-        u.agreement.update(transcript.text)
+        u.agreement.update(transcript.text, len(pcm) / SAMPLE_RATE)
         u.language = u.language or transcript.language
         if (u.stable_text(), u.text()) != before and u.text():
             u.partials += 1
