@@ -56,9 +56,16 @@ class Drain:
         loop.add_signal_handler(signal.SIGTERM, self.begin, grace)
         loop.add_signal_handler(signal.SIGINT, self.stop)
 
+    def remove_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_signal_handler(signal.SIGTERM)
+        loop.remove_signal_handler(signal.SIGINT)
+
     async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         if self.draining:
+            # The hook runs after aiohttp wrote its Connection header: set both.
             response.force_close()
+            response.headers["Connection"] = "close"
 
 
 DRAIN = web.AppKey("drain", Drain)

@@ -115,7 +115,10 @@ async def _serve(app: web.Application, host: str, port: int, limit: int, drain_g
         await CappedSite(runner, host, port, limit=limit).start()
         drain = app[DRAIN]
         drain.install_signals(drain_grace)
-        await drain.stop_now.wait()
+        try:
+            await drain.stop_now.wait()
+        finally:
+            drain.remove_signals()
     finally:
         await runner.cleanup()  # closes the listener; requests in flight finish within shutdown_timeout
 
