@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 5000
 PYTEST_ARGS ?=
 
-.PHONY: venv lock node-sdk serve test test-unit lint-imports soak bench clean distclean
+.PHONY: venv lock node-sdk serve test test-unit test-scale lint-imports soak bench clean distclean
 
 # The stamp depends on every requirements file: a second run does nothing
 # unless one of them changed.
@@ -65,6 +65,15 @@ test-unit: venv
 # The import walls between the programs (setup.cfg [importlinter]).
 lint-imports: venv
 	$(BIN)/lint-imports
+
+# The real HAProxy in front of three real hosts (tests/scale, docs/scale-out.md), a minute or two.
+# Needs Debian's haproxy and nginx (apt-get install haproxy nginx-light); without them it fails.
+test-scale: venv
+	@command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || \
+	    { echo "make test-scale needs haproxy: apt-get install haproxy nginx-light" >&2; exit 1; }
+	@[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || \
+	    { echo "make test-scale needs nginx (its config is checked): apt-get install nginx-light" >&2; exit 1; }
+	$(BIN)/python -m pytest -q -m scale -o addopts= -s tests/scale $(PYTEST_ARGS)
 
 soak: venv
 	$(BIN)/python -m pytest -q -m slow -o addopts= $(PYTEST_ARGS)

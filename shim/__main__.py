@@ -28,8 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     freeze_heap()
     # handler_cancellation: a client that hangs up cancels its handler, which drops the
     # request in the daemon too, instead of transcribing for nobody.
-    run(app, config.host, config.port, limit, access_log=None, shutdown_timeout=10,
-        keepalive_timeout=config.keepalive_timeout, handler_cancellation=True)
+    # drain_grace, then drain_timeout for what is in flight (shim/drain.py; the unit's TimeoutStopSec
+    # covers both).
+    run(app, config.host, config.port, limit, drain_grace=config.drain_grace, access_log=None,
+        shutdown_timeout=config.drain_timeout, keepalive_timeout=config.keepalive_timeout,
+        handler_cancellation=True)
     return 0
 
 

@@ -3,7 +3,7 @@
     POST /v1/audio/transcriptions   multipart (or Open-WebUI's JSON) → json|text|srt|vtt|verbose_json|SSE
     POST /v1/audio/translations     the same, task translate (into English)
     GET  /v1/models, /v1/models/{id}
-    GET|HEAD /health                daemon status; 503 when it is not reachable or not ready
+    GET|HEAD /health                200 when this host can take work now, else 503 (shim/health.py)
     GET  /metrics                   Prometheus text
 
 Every error, including aiohttp's own 404/405, leaves as OpenAI's error body
@@ -24,18 +24,21 @@ from typing import Any
 
 from aiohttp import web
 
+from shim.agent_check import agent_context
 from shim.budget import Lease, UploadBudget
 from shim.config import ShimConfig
 from shim.cors import Cors, parse_origins
+from shim.drain import DRAIN, Drain
 from shim.errors import HTTPError, error_dict, error_response, http_exception_error
 from shim.form import AudioForm, cache_aiohttp_disposition_parser, read_form
 from shim.guard import Guard, parse_hosts
+from shim.health import Health, health_body, health_state, read_status
 from shim.metrics import CONTENT_TYPE_LATEST, Metrics
 from whisperd.client import AsyncClient
 from whisperd.core.errors import WhisperdError
 from whisperd.core.formats import render_bytes
 from whisperd.core.model_names import DEFAULT_ALIASES
-from whisperd.core.replies import ModelEntry, TranscribeResult
+from whisperd.core.replies import DaemonStatus, ModelEntry, TranscribeResult
 
 log = logging.getLogger("shim")
 
@@ -253,34 +256,39 @@ async def model(request: web.Request) -> web.Response:
     raise HTTPError("model_not_found", f"The model {wanted[:100]!r} does not exist here", param="model")
 
 
-async def _daemon_status(request: web.Request) -> tuple[int, dict[str, Any]]:
-    metrics = request.app[METRICS]
-    try:
-        status = await request.app[CLIENT].status()
-    except WhisperdError as err:
-        metrics.daemon_up.set(0)
-        return 503, {"status": "unavailable", **error_dict(err)}
-    metrics.observe_daemon(status)
-    body = status.to_dict()
-    if status.ready:
-        return 200, {**body, "status": "ok"}
-    err = HTTPError("shutting_down" if status.draining else "not_ready", f"whisperd is {status.status}")
-    return 503, {**body, **error_dict(err)}
+async def _daemon_status(app: web.Application) -> DaemonStatus | WhisperdError:
+    status = await read_status(app[CLIENT])
+    if isinstance(status, WhisperdError):
+        app[METRICS].daemon_up.set(0)
+    else:
+        app[METRICS].observe_daemon(status)
+    return status
+
+
+async def _verdict(app: web.Application) -> tuple[Health, DaemonStatus | WhisperdError]:
+    status = await _daemon_status(app)
+    return health_state(status, app[DRAIN].draining), status
 
 
 async def health(request: web.Request) -> web.Response:
-    code, body = await _daemon_status(request)
+    verdict, status = await _verdict(request.app)
+    body = health_body(verdict, status)
     key = request.app[API_KEY]
     if key and not _key_given(request, key):
         # Version, models, worker PIDs and counts are for the key's holders; the status is for all.
         body = {"status": body["status"]}
-    return web.json_response(body, status=code, headers={"Retry-After": "1"} if code == 503 else None)
+    return web.json_response(body, status=verdict.http_status,
+                             headers={"Retry-After": "1"} if not verdict.ok else None)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    await _daemon_status(request)  # refresh the daemon gauges
+    await _daemon_status(request.app)  # refresh the daemon gauges
     request.app[METRICS].uploads_held.set(request.app[BUDGET].held)
     return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _health_now(app: web.Application) -> Health:
+    return (await _verdict(app))[0]
 
 
 def build_app(config: ShimConfig) -> web.Application:
@@ -303,6 +311,10 @@ def build_app(config: ShimConfig) -> web.Application:
     app.router.add_get("/metrics", metrics_endpoint)
     if app[CORS].enabled:
         app.on_response_prepare.append(app[CORS].on_response_prepare)
+    app[DRAIN] = Drain()
+    app.on_response_prepare.append(app[DRAIN].on_response_prepare)
+    if config.agent_port:
+        app.cleanup_ctx.append(agent_context(config.host, config.agent_port, lambda: _health_now(app)))
 
     async def close_client(app: web.Application) -> None:
         await app[CLIENT].close()

@@ -46,6 +46,13 @@ SHIM_SETTINGS: tuple[Setting, ...] = (
     Setting("allowed_hosts", "", str,
             "comma-separated names this server answers to besides localhost, IP addresses and host "
             "(e.g. a reverse proxy's public name; '*': any)"),
+    Setting("drain_grace", 5.0, bounded(float, 0.0, 3600.0),
+            "seconds after SIGTERM that /health says 503 while requests are still taken, so a load balancer "
+            "stops sending first (docs/scale-out.md)"),
+    Setting("drain_timeout", 30.0, bounded(float, 0.0, 86400.0),
+            "seconds requests in flight get to finish once the listener has closed (after drain_grace)"),
+    Setting("agent_port", 0, bounded(int, 0, 65535),
+            "TCP port for HAProxy's agent-check (up/drain/down and a weight from free lanes; 0: off)"),
 )
 
 
@@ -66,6 +73,9 @@ class ShimConfig:
     max_connections: int
     keepalive_timeout: float
     allowed_hosts: str
+    drain_grace: float
+    drain_timeout: float
+    agent_port: int
     sources: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
     config_file: str = ""
 

@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from shim.drain import DRAIN
 from shim.errors import HTTPError, error_dict
 
 FD_RESERVE = 32  # descriptors for the shim itself (logs, the listener), beyond its daemon connections
@@ -105,25 +106,32 @@ class CappedSite(web.TCPSite):
         self._bound_port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
 
 
-async def _serve(app: web.Application, host: str, port: int, limit: int, **runner_args: Any) -> None:
-    runner = web.AppRunner(app, handle_signals=True, **runner_args)
+async def _serve(app: web.Application, host: str, port: int, limit: int, drain_grace: float,
+                 **runner_args: Any) -> None:
+    # Our own signal handlers (shim/drain.py): SIGTERM drains, SIGINT stops.
+    runner = web.AppRunner(app, handle_signals=False, **runner_args)
     await runner.setup()
     try:
         await CappedSite(runner, host, port, limit=limit).start()
-        while True:
-            await asyncio.sleep(3600)
+        drain = app[DRAIN]
+        drain.install_signals(drain_grace)
+        try:
+            await drain.stop_now.wait()
+        finally:
+            drain.remove_signals()
     finally:
-        await runner.cleanup()  # graceful: in-flight requests finish within shutdown_timeout
+        await runner.cleanup()  # closes the listener; requests in flight finish within shutdown_timeout
 
 
-def run(app: web.Application, host: str, port: int, limit: int, **runner_args: Any) -> None:
-    """Serve until SIGINT or SIGTERM, as `web.run_app` does (the same shutdown, step by step)."""
+def run(app: web.Application, host: str, port: int, limit: int, *, drain_grace: float = 0.0,
+        **runner_args: Any) -> None:
+    """Serve until SIGINT, or SIGTERM and `drain_grace` (shim/drain.py); the rest as `web.run_app`."""
     loop = asyncio.new_event_loop()
-    main = loop.create_task(_serve(app, host, port, limit, **runner_args))
+    main = loop.create_task(_serve(app, host, port, limit, drain_grace, **runner_args))
     try:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(main)
-    except (web.GracefulExit, KeyboardInterrupt):
+    except KeyboardInterrupt:  # a SIGINT before the handlers were in place
         pass
     finally:
         try:

@@ -52,11 +52,12 @@ class Daemon:
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, wait: bool = True,
                  config: str = "/dev/null", journald: bool = False, source: Path = ROOT,
-                 **popen: object) -> None:
+                 socket: str | None = None, **popen: object) -> None:
         # `source`: the checkout whose `whisperd` runs (`python -m` puts it first on sys.path);
-        # the bench runs an older commit's daemon beside this one.
+        # the bench runs an older commit's daemon beside this one. `socket`: a path that outlives
+        # this process, for a restart in the same place (the shim in front keeps its socket).
         self.dir = tempfile.mkdtemp(prefix="wd-", dir="/tmp")
-        self.socket = os.path.join(self.dir, "w.sock")
+        self.socket = socket or os.path.join(self.dir, "w.sock")
         self.log_path = os.path.join(self.dir, "daemon.log")
         self._log = open(self.log_path, "wb")
         env = dict(env or {})

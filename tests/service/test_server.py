@@ -73,7 +73,8 @@ async def test_status_on_the_wire_keeps_the_v1_keys():
         frame = await reply(reader)
         writer.close()
     assert (frame["type"], frame["id"]) == ("result", "s-1")
-    assert set(frame["result"]) == V1_STATUS_KEYS | {"windowed", "decoded_audio_reserved", "live"}  # v1 kept, additions only
+    assert set(frame["result"]) == V1_STATUS_KEYS | {"windowed", "decoded_audio_reserved", "live", "active", "queue_size",
+                                                   "decoded_audio_budget", "request_reserve", "max_cold_workers"}  # v1 kept, additions only
     assert DaemonStatus.from_dict(frame["result"]).to_dict() == frame["result"]
 
 

@@ -68,8 +68,9 @@ def test_transcribe_result_tolerates_a_newer_and_an_older_daemon():
 
 def test_status_keeps_the_v1_keys_and_values():
     status = DaemonStatus.from_dict(V1_STATUS)
-    assert status.to_dict() == {**V1_STATUS, "counters": {}, "windowed": 0, "decoded_audio_reserved": 0,
-                                 "live": {}}  # v1 keys kept, new ones added
+    new_keys = {"counters": {}, "windowed": 0, "decoded_audio_reserved": 0, "active": 0, "queue_size": 0,
+                "decoded_audio_budget": 0, "request_reserve": 0, "max_cold_workers": 0, "live": {}}
+    assert status.to_dict() == {**V1_STATUS, **new_keys}  # v1 keys kept, new ones added
     assert status.lanes[2] == LaneStatus("cold-1", "cold", "base", "idle", 2, pid=4242, threads=2)
     assert "pid" not in status.to_dict()["lanes"][0]  # a hot slot has no process of its own
     assert status.ready and not status.draining
@@ -78,7 +79,9 @@ def test_status_keeps_the_v1_keys_and_values():
 def test_status_round_trip_with_counters():
     status = DaemonStatus(status=DaemonState.DRAINING, model="base", queue=3, workers={"hot": 1, "cold": 0},
                           lanes=(LaneStatus("hot", "hot", "base", "busy", 7),),
-                          counters={"retries": 1, "dropped_running": 2}, served=7, uptime=3.5)
+                          counters={"retries": 1, "dropped_running": 2}, served=7, uptime=3.5,
+                          active=4, queue_size=64, decoded_audio_budget=256 << 20, request_reserve=3840000,
+                          max_cold_workers=2)
     back = DaemonStatus.from_dict(json.loads(json.dumps(status.to_dict())))
     assert back == status
     assert back.draining and not back.ready and back.counters["dropped_running"] == 2
@@ -94,6 +97,7 @@ def test_status_tolerates_unknown_and_missing_keys():
     older = DaemonStatus.from_dict({"status": "ready", "model": "tiny.en"})
     assert older.ready and older.queue == 0 and older.lanes == () and older.counters == {}
     assert older.spawn_to_ready_s is None
+    assert (older.queue_size, older.decoded_audio_budget, older.max_cold_workers) == (0, 0, 0)  # "not reported"
 
 
 def test_lane_state_enum_travels_as_its_value():

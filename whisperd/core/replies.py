@@ -129,6 +129,13 @@ class DaemonStatus:
     running: int = 0  # jobs (whole requests or windows) on a lane now
     windowed: int = 0  # long requests under way as chains of windows
     decoded_audio_reserved: int = 0  # bytes of the decoded-audio budget the requests under way hold
+    # The limits behind "can take work now" (a balancer's health check). 0: not reported (an
+    # older daemon), and then the shim judges by what it has.
+    active: int = 0  # requests submitted and not yet answered (what queue_size bounds)
+    queue_size: int = 0  # the daemon refuses a request past this many active ones
+    decoded_audio_budget: int = 0  # bytes of decoded audio that work under way may hold
+    request_reserve: int = 0  # bytes one new request may reserve of that budget
+    max_cold_workers: int = 0  # cold lanes the daemon may add to its hot slots
     workers: Mapping[str, int] = field(default_factory=dict)  # worker kind → how many
     hot_slots: int = 1
     loading: int = 0  # cold workers still loading their model
@@ -164,6 +171,11 @@ class DaemonStatus:
             "running": self.running,
             "windowed": self.windowed,
             "decoded_audio_reserved": self.decoded_audio_reserved,
+            "active": self.active,
+            "queue_size": self.queue_size,
+            "decoded_audio_budget": self.decoded_audio_budget,
+            "request_reserve": self.request_reserve,
+            "max_cold_workers": self.max_cold_workers,
             "workers": dict(self.workers),
             "hot_slots": self.hot_slots,
             "loading": self.loading,
@@ -190,6 +202,11 @@ class DaemonStatus:
             running=_int(d.get("running")),
             windowed=_int(d.get("windowed")),
             decoded_audio_reserved=_int(d.get("decoded_audio_reserved")),
+            active=_int(d.get("active")),
+            queue_size=_int(d.get("queue_size")),
+            decoded_audio_budget=_int(d.get("decoded_audio_budget")),
+            request_reserve=_int(d.get("request_reserve")),
+            max_cold_workers=_int(d.get("max_cold_workers")),
             workers={str(k): _int(v) for k, v in (d.get("workers") or {}).items()},
             hot_slots=_int(d.get("hot_slots"), 1),
             loading=_int(d.get("loading")),

@@ -608,6 +608,12 @@ class Pool:
             "windowed": len(self.requests),
             "decoded_audio_reserved": self.reserved_bytes,
             "running": len(self.running),
+            # The limits `submit` refuses by, so a front can say "full" before a request is refused.
+            "active": self.active,
+            "queue_size": self.config.queue_size,
+            "decoded_audio_budget": self.config.decoded_audio_budget,
+            "request_reserve": int(WHOLE_DECODE_WINDOWS * MAX_WINDOW_SECONDS * BYTES_PER_SECOND),
+            "max_cold_workers": self.config.max_cold_workers,
             "workers": {"hot": 1, "cold": len(self.cold)},
             "hot_slots": len(self.hot),
             "loading": sum(1 for lane in self.cold.values() if lane.state is LaneState.LOADING),
