@@ -30,19 +30,23 @@ COMPLETED = "conversation.item.input_audio_transcription.completed"
 WAIT = 120  # seconds: a bound on a hung test, never a speed requirement
 
 
-def pcm24(path) -> bytes:
-    """The clip as 16-bit mono PCM at 24 kHz (PyAV's resampler)."""
+def pcm_at(path, rate: int) -> bytes:
+    """The clip as 16-bit mono PCM at `rate` (PyAV's resampler)."""
     import av
 
     out = bytearray()
     with av.open(str(path)) as container:
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
         for frame in container.decode(audio=0):
             for f in resampler.resample(frame):
                 out += bytes(f.planes[0])[: f.samples * 2]
         for f in resampler.resample(None):
             out += bytes(f.planes[0])[: f.samples * 2]
     return bytes(out)
+
+
+def pcm24(path) -> bytes:
+    return pcm_at(path, RATE)
 
 
 def silence(seconds: float) -> bytes:
@@ -300,6 +304,57 @@ def test_clear_drops_the_buffer(fw_stack):
             return (await next_of(conn, "error")).error
 
     assert asyncio.run(run()).code == "input_audio_buffer_commit_empty"
+
+
+def mulaw(pcm16: bytes) -> bytes:
+    """16-bit PCM → G.711 mu-law (the standard companding, bias 0x84)."""
+    import numpy as np
+
+    s = np.frombuffer(pcm16, "<i2").astype(np.int32)
+    sign = (s < 0).astype(np.int32)
+    mag = np.minimum(np.abs(s), 32635) + 0x84
+    exponent = np.clip(np.floor(np.log2(mag)).astype(np.int32) - 7, 0, 7)
+    mantissa = (mag >> (exponent + 3)) & 0x0F
+    return (~((sign << 7) | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+
+
+def test_a_settings_change_restarts_the_daemon_stream_between_utterances(fw_stack):
+    """pcm16 at 24 kHz committed by hand, then G.711 mu-law at 8 kHz with server VAD, in one session."""
+    sock = fw_stack.daemon.socket
+    opened_before = status(sock).live["live_sessions"]
+    jfk8 = mulaw(pcm_at(JFK_FILE, 8000)) + b"\xff" * 8000 * 2  # and 2 s of mu-law silence
+
+    async def run():
+        before: list = []
+        async with connect(fw_stack) as conn:
+            await conn.session.update(session=ga_session(turn_detection=None))
+            await next_of(conn, "session.updated")
+            await send_audio(conn, pcm24(FIXTURES / "fox.wav"))
+            # Not committed: the new settings end the old stream, and its open speech gets its final.
+            await conn.session.update(session={"type": "transcription", "audio": {"input": {
+                "format": {"type": "audio/pcmu"}, "turn_detection": {"type": "server_vad"}}}})
+            updated = await next_of(conn, "session.updated", seen=before)
+            assert updated.session.audio.input.format.type == "audio/pcmu"
+            for at in range(0, len(jfk8), 800):
+                await conn.input_audio_buffer.append(audio=b64(jfk8[at:at + 800]))
+            events = [(0.0, e) for e in before]
+
+            def finished() -> bool:  # every utterance heard has its transcript, and they hold all his words
+                kinds = [e.type for _, e in events]
+                said = " ".join(e.transcript for _, e in events if e.type == COMPLETED)
+                return (kinds.count(COMPLETED) == 1 + kinds.count("input_audio_buffer.speech_started")
+                        and word_recall(JFK_TEXT, said) >= 0.8)
+
+            await collect(conn, events, finished)
+        return events
+
+    events = asyncio.run(run())
+    by_item = check_items(events)
+    # The first stream's open speech, finalised when it ended: the one item that had no server VAD.
+    unvoiced = [its for its in by_item.values() if its[0][1].type != "input_audio_buffer.speech_started"]
+    assert len(unvoiced) == 1 and word_recall(FOX_TEXT, unvoiced[0][-1][1].transcript) >= 0.8
+    assert status(sock).live["live_sessions"] - opened_before == 2
+    assert wait_for(lambda: status(sock).live["sessions"] == 0)
 
 
 # --- who may connect -----------------------------------------------------------------------------
