@@ -474,32 +474,44 @@ def test_live_counters_in_metrics(fw_stack):
 def test_sessions_past_the_daemons_cap_are_refused_clearly():
     stack = Stack("--engine", "faster-whisper", "--max-live-sessions", "2")
     try:
+        refusals: list = []
+
         async def one(gate: asyncio.Event, opened: list):
             async with connect(stack) as conn:
                 await conn.session.update(session=ga_session(turn_detection=None))
                 await next_of(conn, "session.updated")
                 await conn.input_audio_buffer.append(audio=b64(silence(0.5)))  # opens the daemon stream
                 opened.append(1)
-                try:
-                    async with asyncio.timeout(3):
-                        error = await next_of(conn, "error")
-                except TimeoutError:  # not refused: hold the stream until all have tried
-                    await gate.wait()
+                error = asyncio.ensure_future(next_of(conn, "error"))
+                error.add_done_callback(lambda _: refusals.append(1))
+                held = asyncio.ensure_future(gate.wait())
+                await asyncio.wait({error, held}, return_when=asyncio.FIRST_COMPLETED)
+                if not error.done():  # not refused: it held its stream until every one had tried
+                    error.cancel()
+                    await asyncio.gather(error, return_exceptions=True)
                     await conn.input_audio_buffer.commit()
                     return "served", (await next_of(conn, COMPLETED)).transcript
+                held.cancel()
                 with pytest.raises(websockets.exceptions.ConnectionClosed):  # then the shim closes
                     await conn.recv()
-                return "refused", (error.error, conn._connection.close_code)
+                return "refused", (error.result().error, conn._connection.close_code)
 
         async def run():
             gate, opened = asyncio.Event(), []
             tasks = [asyncio.ensure_future(one(gate, opened)) for _ in range(20)]
-            async with asyncio.timeout(WAIT):
-                while len(opened) < 20:
-                    await asyncio.sleep(0.05)
-            await asyncio.sleep(3.5)
+            sock = stack.daemon.socket
+            # Every session has tried once the daemon has answered all 20 (open or refused) and
+            # each refusal has reached its client.
+            def all_tried() -> bool:
+                live = status(sock).live
+                return len(opened) == 20 and live["sessions"] + live["live_refused"] == 20 \
+                    and len(refusals) == live["live_refused"]
+
+            tried = await asyncio.to_thread(wait_for, all_tried, WAIT)
+            assert tried, status(sock).live
             gate.set()
-            return await asyncio.gather(*tasks)
+            async with asyncio.timeout(WAIT):
+                return await asyncio.gather(*tasks)
 
         results = asyncio.run(run())
         served = [r for kind, r in results if kind == "served"]
