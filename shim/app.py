@@ -5,6 +5,7 @@
     GET  /v1/models, /v1/models/{id}
     GET|HEAD /health                200 when this host can take work now, else 503 (shim/health.py)
     GET  /metrics                   Prometheus text
+    GET  /v1/realtime               WebSocket: OpenAI Realtime transcription (`shim/realtime.py`)
 
 Every error, including aiohttp's own 404/405, leaves as OpenAI's error body
 (`shim/errors.py`). A request under a foreign Host or from a foreign web page is
@@ -34,6 +35,8 @@ from shim.form import AudioForm, cache_aiohttp_disposition_parser, read_form
 from shim.guard import Guard, parse_hosts
 from shim.health import Health, health_body, health_state, read_status
 from shim.metrics import CONTENT_TYPE_LATEST, Metrics
+from shim.realtime import RealtimeFront
+from shim.realtime_events import offered_subprotocols, subprotocol_key
 from whisperd.client import AsyncClient
 from whisperd.core.errors import WhisperdError
 from whisperd.core.formats import render_bytes
@@ -92,8 +95,13 @@ async def errors_and_metrics(request: web.Request, handler: Any) -> web.StreamRe
 def _key_given(request: web.Request, key: str) -> bool:
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer":
+        # A browser's WebSocket cannot set headers: the SDKs send the key as a subprotocol.
+        given = subprotocol_key(offered_subprotocols(request.headers.get("Sec-WebSocket-Protocol"))) or ""
+        if not given:
+            return False
     # compare_digest: the time taken does not tell how much of the key was right.
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key.encode())
+    return hmac.compare_digest(given.strip().encode(), key.encode())
 
 
 def _check_key(request: web.Request, key: str) -> None:
@@ -309,6 +317,9 @@ def build_app(config: ShimConfig) -> web.Application:
     app.router.add_get("/v1/models/{model}", model)
     app.router.add_get("/health", health)  # GET also answers HEAD
     app.router.add_get("/metrics", metrics_endpoint)
+    realtime = RealtimeFront(config.socket, app[CLIENT])
+    app.router.add_get("/v1/realtime", realtime.handle)
+    app.on_shutdown.append(realtime.close_all)  # open WebSockets would hold the shutdown to its timeout
     if app[CORS].enabled:
         app.on_response_prepare.append(app[CORS].on_response_prepare)
     app[DRAIN] = Drain()
