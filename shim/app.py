@@ -5,6 +5,7 @@
     GET  /v1/models, /v1/models/{id}
     GET|HEAD /health                daemon status; 503 when it is not reachable or not ready
     GET  /metrics                   Prometheus text
+    GET  /, /page/{name}            the page to try it in a browser (`shim/page/`)
 
 Every error, including aiohttp's own 404/405, leaves as OpenAI's error body
 (`shim/errors.py`). A request under a foreign Host or from a foreign web page is
@@ -31,6 +32,8 @@ from shim.errors import HTTPError, error_dict, error_response, http_exception_er
 from shim.form import AudioForm, cache_aiohttp_disposition_parser, read_form
 from shim.guard import Guard, parse_hosts
 from shim.metrics import CONTENT_TYPE_LATEST, Metrics
+from shim.page import add_routes as add_page_routes
+from shim.page import is_page_path
 from whisperd.client import AsyncClient
 from whisperd.core.errors import WhisperdError
 from whisperd.core.formats import render_bytes
@@ -65,7 +68,7 @@ async def errors_and_metrics(request: web.Request, handler: Any) -> web.StreamRe
         response = request.app[CORS].preflight(request)
         if response is None:
             key = request.app[API_KEY]
-            if key and request.path not in OPEN_PATHS and request.method != "OPTIONS":
+            if key and not _open_path(request.path) and request.method != "OPTIONS":
                 _check_key(request, key)
             response = await handler(request)
     except WhisperdError as err:
@@ -84,6 +87,11 @@ async def errors_and_metrics(request: web.Request, handler: Any) -> web.StreamRe
     metrics.requests.labels(route, str(response.status)).inc()
     metrics.latency.labels(route).observe(time.monotonic() - started)
     return response
+
+
+def _open_path(path: str) -> bool:
+    # The page holds no secret: the key is typed into it, so it must load without one.
+    return path in OPEN_PATHS or is_page_path(path)
 
 
 def _key_given(request: web.Request, key: str) -> bool:
@@ -301,6 +309,7 @@ def build_app(config: ShimConfig) -> web.Application:
     app.router.add_get("/v1/models/{model}", model)
     app.router.add_get("/health", health)  # GET also answers HEAD
     app.router.add_get("/metrics", metrics_endpoint)
+    add_page_routes(app)
     if app[CORS].enabled:
         app.on_response_prepare.append(app[CORS].on_response_prepare)
 
