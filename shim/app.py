@@ -5,6 +5,7 @@
     GET  /v1/models, /v1/models/{id}
     GET|HEAD /health                daemon status; 503 when it is not reachable or not ready
     GET  /metrics                   Prometheus text
+    GET  /v1/realtime               WebSocket: OpenAI Realtime transcription (`shim/realtime.py`)
     GET  /, /page/{name}            the page to try it in a browser (`shim/page/`)
 
 Every error, including aiohttp's own 404/405, leaves as OpenAI's error body
@@ -34,6 +35,8 @@ from shim.guard import Guard, parse_hosts
 from shim.metrics import CONTENT_TYPE_LATEST, Metrics
 from shim.page import add_routes as add_page_routes
 from shim.page import is_page_path
+from shim.realtime import RealtimeFront
+from shim.realtime_events import offered_subprotocols, subprotocol_key
 from whisperd.client import AsyncClient
 from whisperd.core.errors import WhisperdError
 from whisperd.core.formats import render_bytes
@@ -97,8 +100,13 @@ def _open_path(path: str) -> bool:
 def _key_given(request: web.Request, key: str) -> bool:
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer":
+        # A browser's WebSocket cannot set headers: the SDKs send the key as a subprotocol.
+        given = subprotocol_key(offered_subprotocols(request.headers.get("Sec-WebSocket-Protocol"))) or ""
+        if not given:
+            return False
     # compare_digest: the time taken does not tell how much of the key was right.
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key.encode())
+    return hmac.compare_digest(given.strip().encode(), key.encode())
 
 
 def _check_key(request: web.Request, key: str) -> None:
@@ -309,6 +317,9 @@ def build_app(config: ShimConfig) -> web.Application:
     app.router.add_get("/v1/models/{model}", model)
     app.router.add_get("/health", health)  # GET also answers HEAD
     app.router.add_get("/metrics", metrics_endpoint)
+    realtime = RealtimeFront(config.socket, app[CLIENT])
+    app.router.add_get("/v1/realtime", realtime.handle)
+    app.on_shutdown.append(realtime.close_all)  # open WebSockets would hold the shutdown to its timeout
     add_page_routes(app)
     if app[CORS].enabled:
         app.on_response_prepare.append(app[CORS].on_response_prepare)

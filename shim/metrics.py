@@ -48,6 +48,20 @@ class Metrics:
                              registry=self.registry)
         self.events = Gauge("whisperd_daemon_events", "The daemon's event counters (retries, dropped requests...)",
                             ["event"], registry=self.registry)
+        # Live speech (Realtime, Wyoming, whisperctl listen), from the daemon's `live` status.
+        self.live_sessions = Gauge("whisperd_live_sessions", "Live sessions open in the daemon",
+                                   registry=self.registry)
+        self.live_counts = {
+            key: Gauge(name, text, registry=self.registry) for key, name, text in (
+                ("live_sessions", "whisperd_live_sessions_opened_total", "Live sessions opened"),
+                ("live_refused", "whisperd_live_sessions_refused_total", "Live sessions refused (max_live_sessions)"),
+                ("live_utterances", "whisperd_live_utterances_total", "Live utterances finished (finals)"),
+                ("live_partials", "whisperd_live_partials_total", "Live partial transcripts sent"),
+                ("finals", "whisperd_live_final_latency_seconds_count",
+                 "Finals timed from the end of their speech"),
+                ("final_latency_s_sum", "whisperd_live_final_latency_seconds_sum",
+                 "Seconds from the end of speech to the final, summed"),
+            )}
         self.daemon_up = Gauge("whisperd_daemon_up", "1 when the daemon answered the last status",
                                registry=self.registry)
 
@@ -62,6 +76,9 @@ class Metrics:
             self.workers.labels(kind).set(count)
         for name, count in status.counters.items():
             self.events.labels(name).set(count)
+        self.live_sessions.set(status.live.get("sessions") or 0)
+        for key, gauge in self.live_counts.items():
+            gauge.set(status.live.get(key) or 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
