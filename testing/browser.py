@@ -19,7 +19,7 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 class Browser:
     """A headless Chromium session with its own throw-away profile."""
 
-    def __init__(self, *, fake_audio: Path | None = None, loop_audio: bool = True,
+    def __init__(self, *, fake_audio: Path | None = None, loop_audio: bool = True, deny_microphone: bool = False,
                  width: int = 1280, height: int = 1100) -> None:
         self.downloads = Path(tempfile.mkdtemp(prefix="downloads-", dir="/tmp"))
         from selenium import webdriver
@@ -39,7 +39,10 @@ class Browser:
         options.add_argument("--disable-dev-shm-usage")  # containers give /dev/shm 64 MB
         options.add_argument("--no-first-run")
         options.add_argument("--disable-background-networking")  # nothing but the page's own requests
-        options.add_argument("--use-fake-ui-for-media-stream")  # grant the microphone without a prompt
+        if deny_microphone:
+            options.add_argument("--deny-permission-prompts")  # as if the person pressed "Block"
+        else:
+            options.add_argument("--use-fake-ui-for-media-stream")  # grant the microphone without a prompt
         if fake_audio is not None:
             options.add_argument("--use-fake-device-for-media-stream")
             # Chromium loops the file unless told otherwise; %noloop plays it once, then silence.

@@ -1,7 +1,7 @@
 """The page at `/` in a real browser: Debian's Chromium, headless, driven by Selenium, against
 the real shim and daemon (faster-whisper, tiny.en).
 
-Chromium's fake microphone "speaks" `jfk.wav` once (then silence), so the Record test hears
+Chromium's fake microphone "speaks" `jfk.wav` once, then silence, so the Record test hears
 real speech through getUserMedia, the AudioWorklet and the Realtime WebSocket. Chromium
 missing is a failure here, never a skip (`testing/browser.py`; `.ci/run` installs it).
 """
@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+import wave
+from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -26,8 +29,21 @@ WAIT_S = 120  # generous: the machine may be slow or shared; the waits end as so
 
 
 @pytest.fixture(scope="module")
-def browser():
-    b = Browser(fake_audio=JFK_FILE, loop_audio=False)
+def speech_then_silence(tmp_path_factory) -> Path:
+    """jfk.wav and 3 s of digital silence. Played once (`%noloop`), Chromium's fake device then
+    repeats the file's last 10 ms for ever: that must be silence, or the turn never ends."""
+    path = tmp_path_factory.mktemp("mic") / "jfk-then-silence.wav"
+    with wave.open(str(JFK_FILE), "rb") as src:
+        params, frames = src.getparams(), src.readframes(src.getnframes())
+    with wave.open(str(path), "wb") as out:
+        out.setparams(params)
+        out.writeframes(frames + b"\0" * (3 * params.framerate * params.sampwidth * params.nchannels))
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(speech_then_silence):
+    b = Browser(fake_audio=speech_then_silence, loop_audio=False)
     yield b
     b.quit()
 
@@ -40,7 +56,11 @@ def keyed_shim(fw_stack):
 
 
 def wait(browser: Browser, condition, what: str, timeout: float = WAIT_S):
-    return WebDriverWait(browser.driver, timeout, poll_frequency=0.1).until(lambda d: condition(), message=what)
+    try:
+        return WebDriverWait(browser.driver, timeout, poll_frequency=0.1).until(lambda d: condition())
+    except TimeoutException:
+        shown = {i: content(browser, i) for i in ("status", "error", "transcript", "partial")}
+        raise AssertionError(f"no {what} after {timeout} s; the page shows {shown}") from None
 
 
 def content(browser: Browser, element_id: str) -> str:
@@ -178,16 +198,16 @@ def test_record_shows_partial_words_then_the_final_words(keyed_shim, browser):
     assert browser.console_errors() == []
 
 
-def test_a_refused_microphone_is_said_in_words(fw_stack, browser):
-    open_page(browser, fw_stack.url)
-    d = browser.driver
-    d.execute_cdp_cmd("Browser.setPermission", {"permission": {"name": "audioCapture"}, "setting": "denied",
-                                                "origin": fw_stack.url})
+def test_a_refused_microphone_is_said_in_words(fw_stack):
+    refusing = Browser(fake_audio=JFK_FILE, deny_microphone=True)
     try:
+        open_page(refusing, fw_stack.url)
+        d = refusing.driver
         d.find_element(By.ID, "record").click()
-        wait(browser, lambda: content(browser, "error"), "the refusal said")
-        assert content(browser, "error").startswith("The microphone was refused"), content(browser, "error")
-        assert content(browser, "status") == "Not recording."
+        wait(refusing, lambda: content(refusing, "error"), "the refusal said")
+        assert content(refusing, "error").startswith("The microphone was refused"), content(refusing, "error")
+        assert content(refusing, "status") == "Not recording."
         assert d.find_element(By.ID, "record").is_enabled() and not d.find_element(By.ID, "stop").is_enabled()
+        assert refusing.console_errors() == []
     finally:
-        d.execute_cdp_cmd("Browser.resetPermissions", {})
+        refusing.quit()
