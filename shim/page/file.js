@@ -107,9 +107,8 @@ export async function transcribeFile(file) {
         text.appendFinal(event.delta);
         chars += event.delta.length;
         if (seconds) {
-          progress(Math.min(0.95, chars / (seconds * CHARS_PER_SECOND)),
-                   `about ${Math.round(Math.min(0.95, chars / (seconds * CHARS_PER_SECOND)) * 100)} % ` +
-                   `(estimated from the text so far) of ${seconds.toFixed(1)} s`);
+          const share = Math.min(0.95, chars / (seconds * CHARS_PER_SECOND));
+          progress(share, `≈ ${Math.round(share * 100)} % of ${seconds.toFixed(1)} s (estimated from the text so far)`);
         } else {
           progress(null, "");
         }

@@ -21,6 +21,7 @@ async function start(file) {
   chosen = file;
   source = "file";
   $("transcribe").disabled = false;
+  setTimeout(refresh, 1000); // the lanes at work, without waiting for the next tick
   await transcribeFile(file);
   setOutputButtons();
 }
