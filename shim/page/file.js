@@ -68,10 +68,12 @@ function showResult(format, body) {
   $("result").hidden = $("result-heading").hidden = false;
 }
 
-async function fetchFormat(current, format) {
+// `signal`: the run's, so a new file or a recording cancels it; a download has none (the run
+// may have been cancelled since, and the file is still there).
+async function fetchFormat(current, format, signal = undefined) {
   if (!current.results.has(format)) {
     const response = await request("/v1/audio/transcriptions", {
-      method: "POST", body: form(current.file, current.options, format, false), signal: current.controller.signal,
+      method: "POST", body: form(current.file, current.options, format, false), signal,
     });
     current.results.set(format, await response.text());
   }
@@ -121,7 +123,8 @@ export async function transcribeFile(file) {
     current.results.set("text", text.final() + "\n");
     if (!STREAMED.has(current.options.format)) {
       status(`Fetching ${current.options.format}…`);
-      showResult(current.options.format, await fetchFormat(current, current.options.format));
+      showResult(current.options.format,
+                 await fetchFormat(current, current.options.format, current.controller.signal));
     }
     if (run === current) status(`Done: ${file.name}`);
   } catch (err) {
@@ -146,7 +149,7 @@ export async function downloadFile(format) {
     save(new Blob([body], { type: "text/plain" }), `${current.file.name.replace(/\.[^.]+$/, "")}.${ext}`);
     status(`Saved ${format}`);
   } catch (err) {
-    if (err.name !== "AbortError") showError(err);
+    showError(err);
   }
 }
 

@@ -77,6 +77,7 @@ export class Microphone {
     this.pending = new Set(); // items committed whose final text has not come yet
     this.speaking = false;
     this.opened = false;
+    this.lastError = null;
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       return this.fail("This browser offers no microphone to this page: open it as http://localhost or over https.");
     }
@@ -121,7 +122,8 @@ export class Microphone {
         if (!this.opened) {
           reject(new ApiError(await whyRefused()));
         } else if (!expected) {
-          this.fail(event.reason || "The live connection closed unexpectedly.");
+          // The server says why in an `error` event before it closes; keep those words.
+          this.fail(this.lastError || event.reason || "The live connection closed unexpectedly.");
         }
         if (this.closed) this.closed();
       };
@@ -178,7 +180,8 @@ export class Microphone {
         this.settled();
         break;
       case "error":
-        showError((event.error && event.error.message) || "The live connection reported an error.");
+        this.lastError = (event.error && event.error.message) || "The live connection reported an error.";
+        showError(this.lastError);
         this.settled();
         break;
       default:

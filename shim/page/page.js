@@ -141,8 +141,13 @@ async function boot() {
     await fetchModels();
     status("Ready: drop a file, or press Record.");
   } catch (err) {
-    status("Not ready.");
     showError(err);
+    if (err.code === "invalid_api_key") {
+      status("This server needs its API key: type it above.");
+      $("key").focus();
+    } else {
+      status("Not ready.");
+    }
   }
   await refresh();
   setInterval(refresh, REFRESH_MS);

@@ -15,6 +15,7 @@ import wave
 from pathlib import Path
 
 import pytest
+from openai import BadRequestError, OpenAI
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -70,7 +71,8 @@ def content(browser: Browser, element_id: str) -> str:
 def open_page(browser: Browser, url: str) -> None:
     browser.driver.get(url + "/")
     # Ready, or an error said in words (a key is needed): either way the page has booted.
-    wait(browser, lambda: content(browser, "status").startswith(("Ready", "Not ready")), "the page to boot")
+    wait(browser, lambda: content(browser, "status").startswith(("Ready", "Not ready", "This server needs")),
+         "the page to boot")
     browser.console()  # start each test with an empty console
 
 
@@ -133,12 +135,29 @@ def test_a_file_streams_its_words_and_gives_the_formats_the_api_writes(fw_stack,
     assert browser.console_errors() == []
 
 
+def test_a_file_the_server_cannot_decode_is_said_in_the_apis_words(fw_stack, browser, tmp_path):
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_bytes(b"these are not the sounds you are looking for\n" * 50)
+    with OpenAI(base_url=fw_stack.url + "/v1", api_key="x", max_retries=0) as client:
+        with pytest.raises(BadRequestError) as info:
+            client.audio.transcriptions.create(model="whisper-1", file=("notes.wav", not_audio.read_bytes()))
+    message = info.value.response.json()["error"]["message"]
+    open_page(browser, fw_stack.url)
+    choose_file(browser, not_audio)
+    wait(browser, lambda: content(browser, "status") == "Failed: notes.wav", "the refusal")
+    assert content(browser, "error") == message
+    errors = browser.console_errors()
+    assert errors and all(e["source"] == "network" and "400" in e["message"] for e in errors), errors
+
+
 def test_a_wrong_key_is_said_in_the_apis_words_and_the_right_one_works(keyed_shim, browser):
     refused = api_error(keyed_shim.url, "/v1/models", "wrong")
     assert refused["code"] == "invalid_api_key"
     browser.driver.get(keyed_shim.url + "/")  # no key yet: the models cannot load, and the page says why
     wait(browser, lambda: content(browser, "error") == refused["message"], "the missing key's message")
+    assert content(browser, "status") == "This server needs its API key: type it above."
     d = browser.driver
+    assert d.switch_to.active_element.get_attribute("id") == "key"
     d.find_element(By.ID, "key").send_keys("wrong\n")  # Enter submits the key's form
     wait(browser, lambda: content(browser, "key-state") == "key set for this tab", "the key taken")
     choose_file(browser, JFK_FILE)
