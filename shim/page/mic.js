@@ -88,6 +88,7 @@ export class Microphone {
       await this.openSocket(model, language);
       await this.startAudio();
     } catch (err) {
+      if (!this.active) return undefined; // Stop pressed while connecting: nothing went wrong
       return this.fail(err instanceof ApiError || typeof err === "string" ? err : `Recording failed: ${err.message}`);
     }
     if (!this.active) return this.teardown();
@@ -99,6 +100,7 @@ export class Microphone {
         audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
       });
     } catch (err) {
+      if (!this.active) return undefined;
       return this.fail(microphoneError(err));
     }
     if (!this.active) return this.teardown();
