@@ -110,7 +110,8 @@ export async function transcribeFile(file) {
         chars += event.delta.length;
         if (seconds) {
           const share = Math.min(0.95, chars / (seconds * CHARS_PER_SECOND));
-          progress(share, `≈ ${Math.round(share * 100)} % of ${seconds.toFixed(1)} s (estimated from the text so far)`);
+          progress(share,
+                   `≈ ${Math.round(share * 100)} % of ${seconds.toFixed(1)} s (estimated from the text so far)`);
         } else {
           progress(null, "");
         }

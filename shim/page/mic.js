@@ -11,7 +11,8 @@ function microphoneError(err) {
   switch (err && err.name) {
     case "NotAllowedError":
     case "SecurityError":
-      return "The microphone was refused: allow it for this page (the icon in the address bar), then press Record again.";
+      return "The microphone was refused: allow it for this page (the icon in the address bar), " +
+        "then press Record again.";
     case "NotFoundError":
     case "OverconstrainedError":
       return "No microphone found: connect one (or enable it in the system settings), then press Record again.";

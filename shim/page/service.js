@@ -58,7 +58,8 @@ export function showHealth(body) {
     ["version", body.version],
     ["engine", `${body.engine} on ${body.device}${body.compute_type ? ` (${body.compute_type})` : ""}`],
     ["default model", body.model],
-    ["queue", `${body.queue} waiting, ${body.running} running${body.windowed ? `, ${body.windowed} long file${body.windowed === 1 ? "" : "s"} in windows` : ""}`],
+    ["queue", `${body.queue} waiting, ${body.running} running` +
+              (body.windowed ? `, ${body.windowed} long file${body.windowed === 1 ? "" : "s"} in windows` : "")],
     ["workers", `${body.hot_slots} hot slot${body.hot_slots === 1 ? "" : "s"}, ${workers.cold || 0} cold` +
                 `${body.loading ? ` (${body.loading} loading)` : ""}`],
     ["live sessions", live.sessions !== undefined ? `${live.sessions} of ${live.max_sessions ?? "?"}` : ""],
