@@ -6,6 +6,7 @@
     GET|HEAD /health                200 when this host can take work now, else 503 (shim/health.py)
     GET  /metrics                   Prometheus text
     GET  /v1/realtime               WebSocket: OpenAI Realtime transcription (`shim/realtime.py`)
+    GET  /, /page/{name}            the page to try it in a browser (`shim/page/`)
 
 Every error, including aiohttp's own 404/405, leaves as OpenAI's error body
 (`shim/errors.py`). A request under a foreign Host or from a foreign web page is
@@ -35,6 +36,8 @@ from shim.form import AudioForm, cache_aiohttp_disposition_parser, read_form
 from shim.guard import Guard, parse_hosts
 from shim.health import Health, health_body, health_state, read_status
 from shim.metrics import CONTENT_TYPE_LATEST, Metrics
+from shim.page import add_routes as add_page_routes
+from shim.page import is_page_path
 from shim.realtime import RealtimeFront
 from shim.realtime_events import offered_subprotocols, subprotocol_key
 from whisperd.client import AsyncClient
@@ -71,7 +74,7 @@ async def errors_and_metrics(request: web.Request, handler: Any) -> web.StreamRe
         response = request.app[CORS].preflight(request)
         if response is None:
             key = request.app[API_KEY]
-            if key and request.path not in OPEN_PATHS and request.method != "OPTIONS":
+            if key and not _open_path(request.path) and request.method != "OPTIONS":
                 _check_key(request, key)
             response = await handler(request)
     except WhisperdError as err:
@@ -90,6 +93,11 @@ async def errors_and_metrics(request: web.Request, handler: Any) -> web.StreamRe
     metrics.requests.labels(route, str(response.status)).inc()
     metrics.latency.labels(route).observe(time.monotonic() - started)
     return response
+
+
+def _open_path(path: str) -> bool:
+    # The page holds no secret: the key is typed into it, so it must load without one.
+    return path in OPEN_PATHS or is_page_path(path)
 
 
 def _key_given(request: web.Request, key: str) -> bool:
@@ -320,6 +328,7 @@ def build_app(config: ShimConfig) -> web.Application:
     realtime = RealtimeFront(config.socket, app[CLIENT])
     app.router.add_get("/v1/realtime", realtime.handle)
     app.on_shutdown.append(realtime.close_all)  # open WebSockets would hold the shutdown to its timeout
+    add_page_routes(app)
     if app[CORS].enabled:
         app.on_response_prepare.append(app[CORS].on_response_prepare)
     app[DRAIN] = Drain()

@@ -4,7 +4,9 @@ A `multipart/form-data` POST is a "simple" cross-origin request: a browser sends
 without a preflight, so any page the user visits could make whisperd transcribe.
 Browsers say which page sent a request (`Origin`); SDKs, curl and Open-WebUI's
 server side send none. So a request with an `Origin` outside `cors_origins` is
-refused (403 `origin_not_allowed`), and one without is never affected.
+refused (403 `origin_not_allowed`), and one without is never affected. The
+page at `/` is the exception: its own requests carry this server's own origin
+(the scheme and the request's `Host`), which is always allowed.
 
 DNS rebinding points a name the attacker owns at 127.0.0.1, making the page
 same-origin with the shim; the browser still sends the attacker's name as `Host`.
@@ -49,6 +51,21 @@ def _is_ip(name: str) -> bool:
     return True
 
 
+def same_origin(origin: str, request: web.Request, host: str | None) -> bool:
+    """Whether `origin` is the origin the request was sent to: the page at `/` calling its own API.
+
+    A page elsewhere has its own host in `Origin`, never this `Host`; a rebound name is refused
+    by the Host check before this. Behind a TLS proxy the shim sees http, so the scheme the
+    proxy reports (`X-Forwarded-Proto`) counts too: a page cannot set that header cross-origin
+    without a preflight, which is refused.
+    """
+    if not host:
+        return False
+    schemes = {request.scheme, request.headers.get("X-Forwarded-Proto", "").strip().lower()}
+    scheme, sep, rest = origin.strip().lower().partition("://")
+    return bool(sep) and scheme in schemes and rest == host.strip().lower()
+
+
 class Guard:
     def __init__(self, listen_host: str, allowed_hosts: frozenset[str], cors: Cors) -> None:
         self.any_host = "*" in allowed_hosts
@@ -71,7 +88,8 @@ class Guard:
                             f"this server does not answer to the name {host_name(host or '')[:100]!r}: "
                             "add it to allowed_hosts (docs/api.md, 'Behind a reverse proxy')")
         origin = request.headers.get("Origin")
-        if origin is not None and not self.cors.allowed(origin.rstrip("/")):
+        if origin is not None and not (same_origin(origin, request, host)
+                                       or self.cors.allowed(origin.rstrip("/"))):
             raise HTTPError("origin_not_allowed",
                             f"requests from the web page at {origin[:100]!r} are not allowed: "
                             "add its origin to cors_origins to let it use this server")
