@@ -7,7 +7,8 @@ import importlib
 
 import pytest
 
-MODULES = ("whisperd.daemon.policy", "whisperd.engines.short_path", "whisperd.core.chunking", "whisperd.engines.logprobs")
+MODULES = ("whisperd.daemon.policy", "whisperd.engines.short_path", "whisperd.core.chunking", "whisperd.engines.logprobs",
+           "whisperd_wyoming.audio", "whisperd_wyoming.chunks")
 
 
 @pytest.mark.parametrize("name", MODULES)
