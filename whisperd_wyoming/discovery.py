@@ -57,7 +57,8 @@ class Advertisement:
         if self._zeroconf is None:
             return
         try:
-            await self._zeroconf.async_unregister_service(self._info)
+            # The first await queues the goodbye; the task it returns is its sending.
+            await (await self._zeroconf.async_unregister_service(self._info))
         finally:
             await self._zeroconf.async_close()
             self._zeroconf = None
