@@ -137,7 +137,11 @@ class WyomingHandler(AsyncEventHandler):
             await self._fail(err)
             return False
         except (ConnectionError, RuntimeError):
-            return False  # the client is gone
+            return False  # the client is gone (a write on a closed transport is a RuntimeError)
+        except Exception:  # a bug here must cost this connection, never the server
+            log.exception("unexpected error on a %r event", event.type[:40])
+            await self._fail(WhisperdError("internal error in whisperd-wyoming (see its log)"))
+            return False
 
     async def _dispatch(self, event: Event) -> bool:
         kind = event.type
