@@ -5,8 +5,8 @@ Home Assistant's Wyoming integration opens an `AsyncTcpClient(host, port)` per u
 writes `Transcribe(language=...)`, `AudioStart(rate=16000, width=2, channels=1)`, the
 microphone's audio as `AudioChunk`s of 1,024 samples as they are recorded, `AudioStop`,
 then reads events until `Transcript`. Here the reading runs beside the writing, to see
-when the streaming events arrive. JFK is paced in real time once (11 s); the rest is
-sent as fast as the socket takes it.
+when the streaming events arrive. JFK (11 s) and one command (1.7 s) are paced in real
+time; the rest is sent as fast as the socket takes it.
 """
 
 from __future__ import annotations
@@ -205,15 +205,15 @@ def test_real_speech_paced_in_real_time_streams_its_words(front, daemon):
 
 def test_a_command_then_another_utterance_each_on_a_fresh_connection(front):
     pcm, rate = espeak_pcm(COMMAND)  # 22,050 Hz: the daemon resamples
-    first = asyncio.run(utterance(front, pcm, rate))
+    first = asyncio.run(utterance(front, pcm, rate, pace=True))  # 1.7 s, as a microphone sends it
     assert_streaming_order(first)
     assert wer(COMMAND, first.transcript.text) <= 0.2, first.transcript.text
     fox, fox_rate = pcm_of_wav(FOX_FILES["wav"])
     second = asyncio.run(utterance(front, fox, fox_rate))
     assert_streaming_order(second)
     assert word_recall(FOX_TEXT, second.transcript.text) >= 0.8, second.transcript.text
-    print(f"\ncommand ({len(pcm) / 2 / rate:.1f} s, unpaced): transcript {first.latency():.3f} s after audio-stop; "
-          f"fox ({len(fox) / 2 / fox_rate:.1f} s): {second.latency():.3f} s")
+    print(f"\ncommand ({len(pcm) / 2 / rate:.1f} s, paced): transcript {first.latency():.3f} s after audio-stop; "
+          f"fox ({len(fox) / 2 / fox_rate:.1f} s, unpaced): {second.latency():.3f} s")
 
 
 def test_two_utterances_on_one_connection(front):
