@@ -249,6 +249,8 @@ def test_stereo_is_mixed_down_to_mono(front):
 
 def test_the_model_name_and_language_are_honoured(front, daemon):
     fox, rate = pcm_of_wav(FOX_FILES["wav"])
+    with Client(daemon.socket, timeout=30) as c:
+        assert not {m.id: m.loaded for m in c.models()}["base"]  # nothing here asked for it yet
     run = asyncio.run(utterance(front, fox, rate, name="base", language="en"))
     assert word_recall(FOX_TEXT, run.transcript.text) >= 0.8, run.transcript.text
     with Client(daemon.socket, timeout=30) as c:
