@@ -101,7 +101,7 @@ deb:
 # than it (testing a stale .deb would prove nothing about the tree).
 test-deb:
 	@deb=$$(ls dist/whisperd_*.deb 2>/dev/null | head -n1); \
-	if [ -z "$$deb" ] || [ -n "$$(find whisperd shim packaging setup.cfg pyproject.toml requirements \
+	if [ -z "$$deb" ] || [ -n "$$(find whisperd shim whisperd_wyoming packaging setup.cfg pyproject.toml requirements \
 	        -type f -not -path '*/__pycache__/*' -newer "$$deb" -print -quit)" ]; then \
 	    echo "test-deb: building the package first (none yet, or sources newer than it)"; \
 	    packaging/build-deb.sh; \

@@ -2,8 +2,8 @@
 """Check that packaging/debian/whisperd.conf documents every setting.
 
 Every key of whisperd/daemon/config.py's DAEMON_SETTINGS ([whisperd]),
-shim/config.py's SHIM_SETTINGS ([shim]) and whisperd/client/config.py's CTL_SETTINGS
-([whisperctl]) must appear in its section, as `key = value` or as a commented
+shim/config.py's SHIM_SETTINGS ([shim]), whisperd/client/config.py's CTL_SETTINGS
+([whisperctl]) and whisperd_wyoming/config.py's WYOMING_SETTINGS ([wyoming]) must appear in its section, as `key = value` or as a commented
 `# key = value`, under its current name (an old name, which the programs still read,
 is reported), and no unknown key may appear. `--template` prints a fresh commented
 template from the tables instead (to start a new conffile).
@@ -17,8 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shim.config import SHIM_SETTINGS
 from whisperd.client.config import CTL_SETTINGS
 from whisperd.daemon.config import DAEMON_SETTINGS
+from whisperd_wyoming.config import WYOMING_SETTINGS
 
-SECTIONS = {"whisperd": DAEMON_SETTINGS, "shim": SHIM_SETTINGS, "whisperctl": CTL_SETTINGS}
+SECTIONS = {"whisperd": DAEMON_SETTINGS, "shim": SHIM_SETTINGS, "whisperctl": CTL_SETTINGS,
+            "wyoming": WYOMING_SETTINGS}
 
 
 def show(s):

@@ -39,7 +39,7 @@ fail() {
     printf '!! FAIL: %s\n' "$*" >&2
     if [ -n "${LEADER:-}" ]; then
         echo "-- last journal lines of whisperd and whisperd-shim:" >&2
-        ct journalctl --no-pager -n 40 -u whisperd -u whisperd-shim >&2 || true
+        ct journalctl --no-pager -n 40 -u whisperd -u whisperd-shim -u whisperd-wyoming >&2 || true
     fi
     exit 1
 }
@@ -175,14 +175,34 @@ echo "$status" | sed 's/^/   | /' | head -12
 echo "$status" | grep -q 'Status: "ready: model tiny.en' || fail "systemctl status whisperd lacks the STATUS= text"
 log "systemctl status shows the STATUS= line"
 
+# -- the Wyoming server: off after install, answers describe once started ----------------
+ct systemctl is-enabled -q whisperd-wyoming && fail "whisperd-wyoming is enabled on install (it should be opt-in)"
+ct systemctl start whisperd-wyoming || fail "systemctl start whisperd-wyoming"
+info=$(ct /opt/venvs/whisperd/bin/python -c '
+import asyncio
+from wyoming.client import AsyncTcpClient
+from wyoming.info import Describe, Info
+async def main():
+    for _ in range(50):
+        try:
+            async with AsyncTcpClient("127.0.0.1", 10300) as c:
+                await c.write_event(Describe().event())
+                info = Info.from_event(await c.read_event())
+                return [m.name for m in info.asr[0].models]
+        except OSError:
+            await asyncio.sleep(0.2)
+print(asyncio.run(main()))') || fail "Wyoming describe on 127.0.0.1:10300"
+echo "$info" | grep -q "tiny.en" || fail "Wyoming info lacks tiny.en: $info"
+log "whisperd-wyoming answers describe: models $info"
+
 # -- units: verify and security scores -------------------------------------------------
-ct systemd-analyze verify /lib/systemd/system/whisperd.service /lib/systemd/system/whisperd.socket \
-    /lib/systemd/system/whisperd-shim.service 2>&1 | sed 's/^/   | /'
-verify=$(ct systemd-analyze verify /lib/systemd/system/whisperd.service /lib/systemd/system/whisperd.socket \
-    /lib/systemd/system/whisperd-shim.service 2>&1 | grep -i whisperd || true)
+UNIT_FILES="/lib/systemd/system/whisperd.service /lib/systemd/system/whisperd.socket
+    /lib/systemd/system/whisperd-shim.service /lib/systemd/system/whisperd-wyoming.service"
+ct systemd-analyze verify $UNIT_FILES 2>&1 | sed 's/^/   | /'
+verify=$(ct systemd-analyze verify $UNIT_FILES 2>&1 | grep -i whisperd || true)
 [ -z "$verify" ] || fail "systemd-analyze verify: $verify"
 log "systemd-analyze verify: clean"
-for u in whisperd.service whisperd-shim.service; do
+for u in whisperd.service whisperd-shim.service whisperd-wyoming.service; do
     ct systemd-analyze security --no-pager "$u" > "$CACHE/security.$u.txt" 2>&1 || true
     log "systemd-analyze security $u: $(grep -E 'Overall exposure level' "$CACHE/security.$u.txt" | sed "s/.*$u: //")"
 done
@@ -194,7 +214,8 @@ ct sh -c "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q whisperd" > "$CACHE
 left=()
 for p in /opt/venvs/whisperd /opt/venvs /etc/whisperd /var/lib/whisperd /run/whisperd /usr/bin/whisperctl \
          /lib/systemd/system/whisperd.service /lib/systemd/system/whisperd.socket \
-         /lib/systemd/system/whisperd-shim.service /usr/share/doc/whisperd; do
+         /lib/systemd/system/whisperd-shim.service /lib/systemd/system/whisperd-wyoming.service \
+         /usr/share/doc/whisperd; do
     ct test -e "$p" -o -L "$p" && left+=("$p")
 done
 ct getent passwd whisperd >/dev/null && left+=("user whisperd")
@@ -204,7 +225,7 @@ stray=$(find "$RUN" -xdev -name '*whisperd*' -not -path '*/var/log/journal/*' -n
         | sed "s|^$RUN||" || true)
 [ -z "$stray" ] || left+=($stray)
 ((${#left[@]} == 0)) || fail "left after purge: ${left[*]}"
-ct systemctl is-active -q whisperd whisperd-shim whisperd.socket && fail "units still active after purge"
+ct systemctl is-active -q whisperd whisperd-shim whisperd-wyoming whisperd.socket && fail "units still active after purge"
 log "purge left nothing (files, units, user, group, dpkg status)"
 
 ct systemctl poweroff >/dev/null 2>&1 || true

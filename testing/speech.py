@@ -94,3 +94,22 @@ def wav16(pcm) -> bytes:
         w.setframerate(16000)
         w.writeframes((np.clip(pcm, -1, 1) * 32767).astype("<i2").tobytes())
     return out.getvalue()
+
+
+def pcm_of_wav(path) -> tuple[bytes, int]:
+    """A 16-bit mono WAV file's (PCM, sample rate), as a live client would send them."""
+    import wave
+
+    with wave.open(str(path)) as w:
+        assert (w.getsampwidth(), w.getnchannels()) == (2, 1), path
+        return w.readframes(w.getnframes()), w.getframerate()
+
+
+def espeak_pcm(text: str, *, speed: int = 165) -> tuple[bytes, int]:
+    """`text` spoken by espeak-ng: (16-bit mono PCM, its rate - espeak's own 22,050 Hz)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".wav", dir="/tmp") as f:
+        subprocess.run(["espeak-ng", "-s", str(speed), "-w", f.name, text], check=True, capture_output=True)
+        return pcm_of_wav(f.name)

@@ -1,4 +1,4 @@
-"""Start the real programs - `whisperd` and `whisperd-shim` - as child processes.
+"""Start the real programs - `whisperd`, `whisperd-shim`, `whisperd-wyoming` - as child processes.
 
 Sockets live in short /tmp paths (AF_UNIX paths are limited to 108 bytes).
 """
@@ -149,6 +149,48 @@ class Shim:
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log_file.close()
+        os.unlink(self.log_file.name)
+        return self.proc.returncode
+
+
+class WyomingFront:
+    """A real `whisperd-wyoming` process on a free port (of `listen`: 127.0.0.1, or 0.0.0.0 for every address)."""
+
+    def __init__(self, socket_path: str, *args: str, env: dict[str, str] | None = None,
+                 listen: str = "127.0.0.1") -> None:
+        self.host, self.port = "127.0.0.1", free_port()
+        self.uri = f"tcp://{listen}:{self.port}"
+        self.log_file = tempfile.NamedTemporaryFile(prefix="wyoming-", suffix=".log", dir="/tmp", delete=False)
+        cmd = [sys.executable, "-m", "whisperd_wyoming", "--config", "/dev/null", "--socket", socket_path,
+               "--uri", self.uri, *args]
+        self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=_env(env), cwd=ROOT)
+        self.wait_listening()
+
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"whisperd-wyoming exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"whisperd-wyoming not listening after {timeout} s")
+
+    def log(self) -> str:
+        self.log_file.flush()
+        return Path(self.log_file.name).read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:

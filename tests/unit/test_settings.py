@@ -215,3 +215,15 @@ def test_shim_defaults_are_unchanged_by_the_rename():
                                   {})
     assert (config.upload_timeout, config.transcript_timeout) == (120.0, 3600.0)
     assert DEFAULT_CONFIG_FILE == "/etc/whisperd/whisperd.conf"
+
+
+def test_a_setting_with_a_bare_value_takes_its_flag_alone():
+    table = (Setting("zeroconf", "", str, "name", bare="whisperd"), Setting("level", "info", str, "a plain one"))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, table)
+    assert vars(parser.parse_args(["--zeroconf"])) == {"zeroconf": "whisperd"}
+    assert vars(parser.parse_args(["--zeroconf", "kitchen", "--level", "debug"])) == {"zeroconf": "kitchen",
+                                                                                       "level": "debug"}
+    assert vars(parser.parse_args([])) == {}  # absent stays absent: the file or the default decides
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--level"])  # a plain one still needs its value

@@ -1,11 +1,11 @@
 """The settings machinery every program uses: one frozen dataclass, built in one place.
 
 Precedence: CLI flags > `WHISPERD_*` environment > `/etc/whisperd/whisperd.conf`
-(INI; one section per program: `[whisperd]`, `[shim]`, `[whisperctl]`) > defaults.
+(INI; one section per program: `[whisperd]`, `[shim]`, `[whisperctl]`, `[wyoming]`) > defaults.
 Every setting is declared once in a table (`Setting`), from which the flags, the
 environment names, the file keys, validation and `--print-config` all follow.
 Each program declares its own table next to its code (`whisperd.daemon.config`,
-`shim.config`, `whisperd.client.config`).
+`shim.config`, `whisperd.client.config`, `whisperd_wyoming.config`).
 
 A renamed setting keeps its old name as an alias: the old flag, environment
 variable and file key still work, each use warns once on stderr, and giving the
@@ -95,6 +95,8 @@ class Setting:
     # Another program's section whose key of the same name applies when ours has none
     # (whisperctl's socket: the daemon's, unless [whisperctl] says otherwise).
     fallback: str | None = None
+    # The value the flag means when given alone (`--zeroconf` for `--zeroconf whisperd`); None: it needs one.
+    bare: str | None = None
 
     @property
     def flag(self) -> str:
@@ -114,7 +116,8 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Sequence[Setting]) 
         default = "none" if s.default is None else repr(s.default)
         old = f"; old name {', '.join(flag_of(a) for a in s.aliases)}" if s.aliases else ""
         # SUPPRESS: absent flags stay absent, so we can tell "given" from "default".
-        parser.add_argument(s.flag, dest=s.name, default=argparse.SUPPRESS, metavar=s.name.upper(),
+        alone = {} if s.bare is None else {"nargs": "?", "const": s.bare}
+        parser.add_argument(s.flag, dest=s.name, default=argparse.SUPPRESS, metavar=s.name.upper(), **alone,
                             help=f"{s.help} [env {s.env_name}; default {default}{old}]")
         for alias in s.aliases:  # still accepted, kept out of --help
             parser.add_argument(flag_of(alias), dest=alias, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
