@@ -163,8 +163,8 @@ class WyomingFront:
     """A real `whisperd-wyoming` process on a free port (of `listen`: 127.0.0.1, or 0.0.0.0 for every address)."""
 
     def __init__(self, socket_path: str, *args: str, env: dict[str, str] | None = None,
-                 listen: str = "127.0.0.1") -> None:
-        self.host, self.port = "127.0.0.1", free_port()
+                 listen: str = "127.0.0.1", port: int | None = None) -> None:
+        self.host, self.port = "127.0.0.1", port or free_port()
         self.uri = f"tcp://{listen}:{self.port}"
         self.log_file = tempfile.NamedTemporaryFile(prefix="wyoming-", suffix=".log", dir="/tmp", delete=False)
         cmd = [sys.executable, "-m", "whisperd_wyoming", "--config", "/dev/null", "--socket", socket_path,

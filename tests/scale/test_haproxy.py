@@ -11,14 +11,13 @@ measured times are printed (and docs/scale-out.md has them).
 
 from __future__ import annotations
 
-import socket
-import socketserver
 import subprocess
 import threading
 import time
 
 import pytest
 
+from bench.wer import wer
 from testing.balancer import SHIPPED_CONFIG
 from testing.cluster import wait_until
 from testing.sdk_load import Load, summary
@@ -45,33 +44,64 @@ def test_the_rendered_config_differs_from_the_shipped_one_only_in_addresses_and_
         assert before.split()[0] == after.split()[0]
 
 
-class Echo(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        data = self.request.recv(1024)
-        self.request.sendall(self.server.name.encode() + b":" + data)  # type: ignore[attr-defined]
+def test_a_wyoming_utterance_goes_through_haproxys_tcp_frontend(cluster):
+    """Each host runs whisperd-wyoming on its port 10300 (rendered); Home Assistant's client, pointed
+    at HAProxy's TCP frontend, gets the words from a host the backend's /health check holds UP."""
+    import asyncio
 
+    from tests.stack.test_wyoming import utterance
+    from testing.live import pcm16
+    from testing.stack import WyomingFront
 
-def test_the_wyoming_tcp_frontend_reaches_a_host_whose_health_is_good(cluster):
-    """Stand-ins for whisperd-wyoming on each host's port 10300 (rendered): bytes go through
-    HAProxy's TCP frontend unchanged, to a host the backend's /health check holds UP."""
-    servers = []
+    fronts = [WyomingFront(host.socket, port=host.wyoming_port) for host in cluster.hosts]
     try:
         for host in cluster.hosts:
-            server = socketserver.ThreadingTCPServer(("127.0.0.1", host.wyoming_port), Echo)
-            server.name = host.name  # type: ignore[attr-defined]
-            threading.Thread(target=server.serve_forever, daemon=True).start()
-            servers.append(server)
-        for host in cluster.hosts:
             cluster.haproxy.wait_for(host.name, ("UP",), timeout=60, backend="whisperd_wyoming_hosts")
-        with socket.create_connection(("127.0.0.1", cluster.haproxy.wyoming_port), timeout=30) as s:
-            s.sendall(b'{"type": "describe"}\n')
-            got = s.recv(1024)
-        name, _, echoed = got.partition(b":")
-        assert name.decode() in {h.name for h in cluster.hosts} and echoed == b'{"type": "describe"}\n'
+        via = WyomingFront.__new__(WyomingFront)  # only its address: HAProxy's frontend
+        via.host, via.port = "127.0.0.1", cluster.haproxy.wyoming_port
+        run = asyncio.run(utterance(via, pcm16(JFK_FILE), 16_000))
+        assert run.of("transcript"), run.types
+        assert wer(JFK_TEXT, run.transcript.text) <= 0.15, run.transcript.text
     finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
+        for front in fronts:
+            front.stop()
+
+
+def test_a_realtime_session_goes_through_haproxy(cluster):
+    """The SDK's Realtime client through HAProxy's HTTP frontend: the WebSocket upgrade passes
+    (`timeout tunnel`), deltas and the completed transcript come back."""
+    import asyncio
+    import base64
+
+    from openai import AsyncOpenAI
+
+    from testing.live import pcm16
+
+    async def run() -> tuple[list[str], str]:
+        ws = cluster.url.replace("http://", "ws://") + "/v1"
+        client = AsyncOpenAI(base_url=cluster.url + "/v1", websocket_base_url=ws, api_key="unused", max_retries=0)
+        deltas: list[str] = []
+        async with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+            await conn.send({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+                "format": {"type": "audio/pcm", "rate": 24000}, "turn_detection": None,
+                "transcription": {"model": "whisper-1", "language": "en"}}}}})
+            audio = pcm16(JFK_FILE, rate=24_000)
+            for at in range(0, len(audio), 48_000):
+                await conn.send({"type": "input_audio_buffer.append",
+                                 "audio": base64.b64encode(audio[at:at + 48_000]).decode()})
+            await conn.send({"type": "input_audio_buffer.commit"})
+            async for event in conn:
+                if event.type == "conversation.item.input_audio_transcription.delta":
+                    deltas.append(event.delta)
+                elif event.type == "conversation.item.input_audio_transcription.completed":
+                    return deltas, event.transcript
+                elif event.type == "error":
+                    raise AssertionError(event.error.message)
+        raise AssertionError("the session closed before the transcript")
+
+    deltas, transcript = asyncio.run(run())
+    assert "".join(deltas) == transcript
+    assert wer(JFK_TEXT, transcript) <= 0.15, transcript
 
 
 def test_a_killed_host_and_a_drained_host_lose_no_request(cluster):

@@ -50,7 +50,8 @@ SPAWN_BACKOFF_S = 30.0
 # policy's ageing arithmetic stays finite).
 FIRST_IN_LINE_S = 1e6
 # What `status()["counters"]` always holds, from 0; the engines' counters join them.
-POOL_COUNTERS = ("retries", "dropped_queued", "dropped_running", "timeouts", "idle_exits", "crashes", "spawns")
+POOL_COUNTERS = ("retries", "dropped_queued", "dropped_running", "timeouts", "idle_exits", "crashes", "spawns",
+                 "live_decodes_cancelled")
 
 
 # Bytes of one second of decoded audio (float32 at 16 kHz).
@@ -351,13 +352,15 @@ class Pool:
 
     def cancel(self, entry: Pending) -> None:
         entry.job.cancelled = True
+        # A live partial superseded by newer audio is not a request anyone lost: counted apart.
+        dropped = "live_decodes_cancelled" if entry.live else None
         if entry in self.pending:
             self.pending.remove(entry)  # never started: simply dropped
-            self.counters["dropped_queued"] += 1
+            self.counters[dropped or "dropped_queued"] += 1
         elif entry.job.id in self.running:
             lane, _ = self.running[entry.job.id]
             lane.cancel(entry.job)  # stopped at its next segment
-            self.counters["dropped_running"] += 1
+            self.counters[dropped or "dropped_running"] += 1
         if not entry.future.done():
             entry.future.set_exception(JobCancelled("the client went away"))
             entry.future.exception()  # retrieved: nobody else will
