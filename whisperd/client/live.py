@@ -45,12 +45,10 @@ class LiveStream:
                    sample_rate: int = 16_000, encoding: str = "s16le", vad: Chunking | None = live.LIVE_VAD,
                    partials: bool = True) -> "LiveStream":
         """Open a session; `vad` None: utterances end only at `commit()` / `end()`."""
-        try:
-            reader, writer = await asyncio.open_unix_connection(path, limit=1 << 20)
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise NotReady(f"whisperd is not running (no daemon on {path}: {exc.strerror})") from None
-        except PermissionError:
-            raise NotReady(f"permission denied on {path} (is this user in the socket's group?)") from None
+        from whisperd.client import AsyncConnection
+
+        conn = await AsyncConnection.open(path)  # its errors say why the socket cannot be used
+        reader, writer = conn.reader, conn.writer
         request = protocol.Request(
             op="stream", id=protocol.new_id(), model=model,
             options=protocol.TranscribeOptions(task=task, language=language, prompt=prompt, beam_size=beam_size),

@@ -138,12 +138,18 @@ class Partial:
 
 @dataclass(frozen=True)
 class Final:
+    """An utterance's final text. `text` starts with every stable text its partials sent (so
+    increments add up to it); `decoded` is the final decode's own text, the most accurate:
+    where an early partial agreed on a wrong word, it has the right one. A client that shows
+    increments and then the whole (a command, a caption) takes `decoded`."""
+
     utterance: int
     text: str
     start: float  # seconds into the stream
     end: float
     language: str | None = None
     processing_seconds: float = 0.0  # from the end of the utterance to this answer
+    decoded: str = ""
 
 
 def event_body(kind: str, **fields: Any) -> dict[str, Any]:
@@ -189,7 +195,8 @@ def parse_event(obj: dict[str, Any]) -> LiveEvent:
             return Partial(int(obj["utterance"]), str(obj["text"]), int(obj["stable"]))
         if kind == "final":
             return Final(int(obj["utterance"]), str(obj["text"]), float(obj["start"]), float(obj["end"]),
-                         obj.get("language"), float(obj.get("processing_seconds", 0.0)))
+                         obj.get("language"), float(obj.get("processing_seconds", 0.0)),
+                         str(obj.get("decoded", obj["text"])))
         if kind == "speech_started":
             return SpeechStarted(int(obj["utterance"]), int(obj["audio_ms"]))
         if kind == "speech_stopped":

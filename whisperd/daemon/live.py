@@ -278,17 +278,18 @@ class LiveSession:
         piece = self.audio[: max(0, end - self.origin)].copy()
         piece_start = self.origin
         self.utterance = None
-        text = u.stable_text()
+        text = decoded = u.stable_text()
         if u.speech and len(piece):
             try:
                 transcript = await self._decode(piece, True, self._piece_prompt(u))
             except JobCancelled:
                 return
             text = " ".join([*u.done_words, *u.agreement.final(transcript.text).split()])
+            decoded = " ".join([*u.done_words, *transcript.text.split()])
             u.language = u.language or transcript.language
         took = self._clock() - ended
         self.stats.final_latency_s.append(took)
-        self._send("final", utterance=u.index, text=text, start=round(u.start / SAMPLE_RATE, 3),
+        self._send("final", utterance=u.index, text=text, decoded=decoded, start=round(u.start / SAMPLE_RATE, 3),
                    end=round(end / SAMPLE_RATE, 3), language=u.language, processing_seconds=round(took, 4),
                    audio_seconds=round((end - piece_start) / SAMPLE_RATE, 3))
         self._trim_to(end)
