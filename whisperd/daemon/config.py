@@ -93,7 +93,8 @@ DAEMON_SETTINGS: tuple[Setting, ...] = (
     Setting("live_max_seconds", 7200.0, bounded(float, 1.0, 86400.0),
             "the longest a live session may last, in seconds of audio and of wall-clock time"),
     Setting("live_partial_interval", 0.5, bounded(float, 0.1, 10.0),
-            "seconds of new audio between two partial decodes of a live utterance"),
+            "seconds of new audio between two partial decodes of a live utterance (times the live sessions "
+            "per hot slot, when there are more sessions than slots)"),
 )
 
 

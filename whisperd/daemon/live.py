@@ -76,6 +76,7 @@ class LiveStats:
 class LiveSession:
     def __init__(self, settings: StreamSettings, decode: Decode, send: Send, detector: SpeechDetector, *,
                  prompt: str | None = None, partial_interval_s: float = 0.5, max_piece_s: float = 28.0,
+                 load: Callable[[], float] = lambda: 1.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.vad = settings.vad
@@ -85,6 +86,9 @@ class LiveSession:
         self._prompt = prompt
         self._clock = clock
         self.partial_interval = int(partial_interval_s * SAMPLE_RATE)
+        # How many sessions share each hot slot now: partials come that much less often, so a
+        # final (which someone waits for) rarely finds every slot busy with a partial.
+        self._load = load
         self.max_piece = int(max_piece_s * SAMPLE_RATE)
         vad = self.vad or LIVE_VAD
         self.threshold = vad.threshold
@@ -213,7 +217,7 @@ class LiveSession:
         heard = len(self.audio)
         if self.samples - u.speech_at < MIN_PARTIAL_S * SAMPLE_RATE:
             return  # too little speech to say anything yet
-        if u.decoded_to and heard - u.decoded_to < self.partial_interval:
+        if u.decoded_to and heard - u.decoded_to < self.partial_interval * max(1.0, self._load()):
             return
         u.decoded_to = heard
         self._partial = asyncio.ensure_future(self._run_partial(u, self.audio.copy()))

@@ -133,6 +133,7 @@ class LiveStreams:
 
         session = LiveSession(settings, decode, send, default_detector(config.window_vad),
                               prompt=request.options.prompt, partial_interval_s=config.live_partial_interval,
+                              load=lambda: len(self.open) / max(1, len(pool.hot)),
                               max_piece_s=MAX_PIECE_S)
         started = time.monotonic()
         log.info("stream %s opened: model %s, %d Hz %s, %s", rid, jobs.model, settings.sample_rate,
