@@ -6,6 +6,8 @@
     commands            bench/commands.py            single commands and bursts of 12, short path accuracy
     slots               bench/slots.py               the hot worker's slots × threads, engine only
     long_audio          bench/long_audio.py          long real speech: whole file vs windows vs the peers
+    live                bench/live.py                live speech through each front vs wyoming-faster-whisper
+    scale_out           bench/scale_out.py           1, 2, 3 hosts behind HAProxy, and with faults
 
 Each writes its own section of docs/performance.md (and its plots under docs/).
 A failing benchmark is reported and the others still run; the exit code is 1 if any failed.
@@ -34,6 +36,8 @@ BENCHES = {
     "commands": ("commands.py", ["--n", "4", "--bursts", "1", "--clips", "12"]),
     "slots": ("slots.py", ["--runs", "1"]),
     "long_audio": ("long_audio.py", ["--quick"]),
+    "live": ("live.py", ["--quick"]),
+    "scale_out": ("scale_out.py", []),
 }
 
 
