@@ -65,14 +65,14 @@ def test_bad_stream_settings_are_refused_by_name(stream, error, param):
 
 
 def test_client_frames_are_checked_before_the_audio_is_read():
-    assert live.parse_client_frame(b'{"type": "audio", "size": 2048}') == live.ClientFrame("audio", 2048)
-    assert live.parse_client_frame(b'{"type": "end"}').type == "end"
+    assert protocol.parse_client_frame(b'{"type": "audio", "size": 2048}') == live.ClientFrame("audio", 2048)
+    assert protocol.parse_client_frame(b'{"type": "end"}').type == "end"
     for bad in (b"garbage", b"[]", b'{"type": "dance"}', b'{"type": "audio", "size": -1}',
                 b'{"type": "audio", "size": true}', b'{"type": "audio"}'):
         with pytest.raises(ProtocolError):
-            live.parse_client_frame(bad)
+            protocol.parse_client_frame(bad)
     with pytest.raises(FrameTooLarge):
-        live.parse_client_frame(json.dumps({"type": "audio", "size": live.MAX_CHUNK + 1}).encode())
+        protocol.parse_client_frame(json.dumps({"type": "audio", "size": live.MAX_CHUNK + 1}).encode())
 
 
 def test_events_parse_to_their_types():

@@ -14,19 +14,18 @@ the daemon answers as it hears speech::
       | <------------------------------- final, result --- |
 
 Stdlib only: the fronts (Wyoming, Realtime, whisperctl) build these frames
-through `whisperd.client`, the daemon parses them here. `docs/protocol.md`
+through `whisperd.client`; the daemon reads them with `whisperd.core.protocol`. `docs/protocol.md`
 is the prose version.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from whisperd.core import chunking as chunking_rules
 from whisperd.core.chunking import Chunking
-from whisperd.core.errors import FrameTooLarge, InvalidParameter, ProtocolError
+from whisperd.core.errors import InvalidParameter, ProtocolError
 
 STREAM_VERSION = 2
 ENCODINGS = ("s16le", "mulaw", "alaw")  # 16-bit PCM, or 8-bit G.711 (telephony, OpenAI's pcmu/pcma)
@@ -90,30 +89,11 @@ def parse_stream_settings(raw: Any) -> StreamSettings:
 
 @dataclass(frozen=True)
 class ClientFrame:
-    """One JSON frame from the client inside a stream; `size`: the audio frame that follows."""
+    """One JSON frame from the client inside a stream; `size`: the audio frame that follows
+    (parsed and checked by `whisperd.core.protocol.parse_client_frame`)."""
 
     type: str
     size: int = 0
-
-
-def parse_client_frame(payload: bytes) -> ClientFrame:
-    try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"stream frame is not valid JSON: {exc}"[:200]) from None
-    if not isinstance(obj, dict):
-        raise ProtocolError("stream frame must be a JSON object")
-    kind = obj.get("type")
-    if kind not in CLIENT_FRAMES:
-        raise ProtocolError(f"unknown stream frame {kind!r:.40}; expected one of {', '.join(CLIENT_FRAMES)}")
-    if kind != "audio":
-        return ClientFrame(kind)
-    size = obj.get("size")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise ProtocolError("audio frame 'size' must be a non-negative integer")
-    if size > MAX_CHUNK:
-        raise FrameTooLarge(f"audio chunk of {size} bytes exceeds {MAX_CHUNK} bytes; send smaller chunks")
-    return ClientFrame("audio", size)
 
 
 def client_frame(kind: str, **body: Any) -> dict[str, Any]:

@@ -188,16 +188,22 @@ def parse_options(raw: Any) -> TranscribeOptions:
     return TranscribeOptions(task, language or None, prompt or None, temperature, words, beam, chunking, logprobs)
 
 
+def _json_object(payload: bytes, what: str) -> dict[str, Any]:
+    """A frame's JSON object; ProtocolError naming `what` (header, reply, stream frame) otherwise."""
+    try:
+        obj = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"{what} is not valid JSON: {exc}"[:200]) from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what} must be a JSON object")
+    return obj
+
+
 def parse_request(payload: bytes, *, max_audio: int = DEFAULT_MAX_AUDIO) -> Request:
     """Validate a header frame completely; raise a typed ProtocolError otherwise."""
     if len(payload) > MAX_HEADER:
         raise FrameTooLarge(f"header of {len(payload)} bytes exceeds {MAX_HEADER} bytes")
-    try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"header is not valid JSON: {exc}"[:200]) from None
-    if not isinstance(obj, dict):
-        raise ProtocolError("header must be a JSON object")
+    obj = _json_object(payload, "header")
     version = obj.get("v")
     if version not in VERSIONS or isinstance(version, bool):
         raise UnsupportedVersion(f"unsupported protocol version {version!r:.20}; this daemon speaks "
@@ -265,6 +271,22 @@ def segment_frame(rid: str, segment: dict[str, Any]) -> bytes:
     return json_frame({"v": VERSION, "type": "segment", "id": rid, "segment": segment})
 
 
+def parse_client_frame(payload: bytes) -> live.ClientFrame:
+    """One JSON frame of the client's inside a stream, checked before its audio is read."""
+    obj = _json_object(payload, "stream frame")
+    kind = obj.get("type")
+    if kind not in live.CLIENT_FRAMES:
+        raise ProtocolError(f"unknown stream frame {kind!r:.40}; expected one of {', '.join(live.CLIENT_FRAMES)}")
+    if kind != "audio":
+        return live.ClientFrame(kind)
+    size = obj.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ProtocolError("audio frame 'size' must be a non-negative integer")
+    if size > live.MAX_CHUNK:
+        raise FrameTooLarge(f"audio chunk of {size} bytes exceeds {live.MAX_CHUNK} bytes; send smaller chunks")
+    return live.ClientFrame("audio", size)
+
+
 def stream_frame(rid: str, kind: str, **fields: Any) -> bytes:
     """A stream event (`whisperd.core.live.EVENTS`), version 2."""
     return json_frame({**live.event_body(kind, **fields), "id": rid})
@@ -274,11 +296,8 @@ REPLY_TYPES = ("result", "error", "progress", "segment", *live.EVENTS)
 
 
 def parse_reply(payload: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"reply is not valid JSON: {exc}"[:200]) from None
-    if not isinstance(obj, dict) or obj.get("type") not in REPLY_TYPES:
+    obj = _json_object(payload, "reply")
+    if obj.get("type") not in REPLY_TYPES:
         raise ProtocolError("reply is not a whisperd frame")
     if obj.get("v") not in VERSIONS or isinstance(obj.get("v"), bool):
         raise UnsupportedVersion(f"daemon speaks protocol {obj.get('v')!r:.20}, client "

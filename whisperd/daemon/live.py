@@ -28,13 +28,14 @@ from typing import Awaitable, Callable
 import numpy as np
 
 from whisperd.core.agreement import Agreement
+from whisperd.core.chunking import DEFAULT_SILENCE_DURATION_MS
 from whisperd.core.constants import SAMPLE_RATE
 from whisperd.core.errors import JobCancelled, WhisperdError
 from whisperd.core.live import LIVE_VAD, StreamSettings
 from whisperd.core.transcript import Transcript
 from whisperd.daemon.live_audio import PcmConverter
-from whisperd.daemon.turns import FRAME, TurnDetector
-from whisperd.daemon.windows import SpeechDetector, choose_cut
+from whisperd.daemon.turns import FRAME, FRAME_MS, TurnDetector
+from whisperd.daemon.windows import EARLIEST_CUT, SpeechDetector, choose_cut
 
 log = logging.getLogger("whisperd.live")
 
@@ -55,7 +56,6 @@ class Utterance:
     done_words: list[str] = field(default_factory=list)  # pieces decoded for good
     speech: bool = False  # a frame of it was speech
     speech_at: int = 0  # stream sample of its first speech frame (when `speech`)
-    partials: int = 0
     decoded_to: int = 0  # samples of the current piece the last partial heard
     language: str | None = None
 
@@ -70,7 +70,6 @@ class Utterance:
 class LiveStats:
     utterances: int = 0
     partials: int = 0
-    final_latency_s: list[float] = field(default_factory=list)
 
 
 class LiveSession:
@@ -103,7 +102,6 @@ class LiveSession:
         self._last_frame = np.zeros(FRAME, np.float32)  # context for the next frame's probability
         self.samples = 0  # samples of the stream so far
         self.utterance: Utterance | None = None
-        self._count = 0
         self._partial: asyncio.Task | None = None
         self.stats = LiveStats()
 
@@ -176,18 +174,13 @@ class LiveSession:
         self._last_frame = frames[-FRAME:].copy()
         first = self.samples - len(self._vad_tail) - whole  # stream sample of the first new frame
         self.prob = np.concatenate([self.prob, prob.astype(np.float32)])
-        loud = np.flatnonzero(prob >= self.threshold)
-        if self.utterance is not None and not self.utterance.speech and len(loud):
-            self.utterance.speech, self.utterance.speech_at = True, first + int(loud[0]) * FRAME
+        self._note_speech(prob, first)
         if self.vad is None:
             return []
         return self.turns.feed(prob.tolist())
 
     def _ms(self, sample: int) -> int:
         return int(sample * 1000 / SAMPLE_RATE)
-
-    def _frame_of(self, sample: int) -> int:
-        return (sample - self.origin) // FRAME
 
     def _trim_to(self, sample: int) -> None:
         """Forget the audio before stream sample `sample` (kept frame-aligned with `prob`)."""
@@ -201,12 +194,17 @@ class LiveSession:
 
     def _open(self, start: int) -> None:
         self._trim_to(start)
-        self.utterance = Utterance(self._count, self.origin)
-        self._count += 1
+        self.utterance = Utterance(self.stats.utterances, self.origin)
         self.stats.utterances += 1
-        loud = np.flatnonzero(self.prob >= self.threshold)
-        if len(loud):
-            self.utterance.speech, self.utterance.speech_at = True, self.origin + int(loud[0]) * FRAME
+        self._note_speech(self.prob, self.origin)  # the pre-roll it starts with may hold speech
+
+    def _note_speech(self, prob: np.ndarray, first: int) -> None:
+        """Mark the open utterance as holding speech at its first frame of `prob` (which starts at
+        stream sample `first`) that reaches the threshold."""
+        u = self.utterance
+        loud = np.flatnonzero(prob >= self.threshold)
+        if u is not None and not u.speech and len(loud):
+            u.speech, u.speech_at = True, first + int(loud[0]) * FRAME
 
     # --- decoding ----------------------------------------------------------------------
 
@@ -239,7 +237,6 @@ class LiveSession:
         u.agreement.update(transcript.text, len(pcm) / SAMPLE_RATE)
         u.language = u.language or transcript.language
         if (u.stable_text(), u.text()) != before and u.text():
-            u.partials += 1
             self.stats.partials += 1
             self._send("partial", utterance=u.index, text=u.text(), stable=len(u.stable_text()))
         self._maybe_partial()  # audio came in while it ran
@@ -259,8 +256,10 @@ class LiveSession:
         u = self.utterance
         assert u is not None
         n = len(self.prob)
-        cut = choose_cut(self.prob, threshold=self.threshold, lo=n // 3, hi=n,
-                         min_pause=max(1, 200 // 32), padding=max(0, self.prefix // FRAME))
+        # The long-file rule, with the windows' default pause: a turn that ran this long had none
+        # as long as the VAD's silence_duration_ms.
+        cut = choose_cut(self.prob, threshold=self.threshold, lo=int(n * EARLIEST_CUT), hi=n - 1,
+                         min_pause=max(1, DEFAULT_SILENCE_DURATION_MS // FRAME_MS), padding=self.prefix // FRAME)
         cut = max(1, cut)
         cut_sample = self.origin + cut * FRAME
         self._cancel_partial()
@@ -292,7 +291,6 @@ class LiveSession:
             decoded = " ".join([*u.done_words, *transcript.text.split()])
             u.language = u.language or transcript.language
         took = self._clock() - ended
-        self.stats.final_latency_s.append(took)
         self._send("final", utterance=u.index, text=text, decoded=decoded, start=round(u.start / SAMPLE_RATE, 3),
                    end=round(end / SAMPLE_RATE, 3), language=u.language, processing_seconds=round(took, 4),
                    audio_seconds=round((end - piece_start) / SAMPLE_RATE, 3))

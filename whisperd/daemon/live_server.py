@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from statistics import median
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +30,11 @@ from whisperd.core.errors import (
     ShuttingDown,
     WhisperdError,
 )
+from whisperd.core.constants import SAMPLE_RATE
 from whisperd.core.transcript import Transcript
 from whisperd.daemon import requests
 from whisperd.daemon.live import LiveSession
+from whisperd.daemon.windows import default_detector
 from whisperd.daemon.pool import BYTES_PER_SECOND
 
 if TYPE_CHECKING:
@@ -51,17 +54,16 @@ class LiveStreams:
         self.open: set[str] = set()
         self.counters = {"live_sessions": 0, "live_refused": 0, "live_utterances": 0, "live_partials": 0,
                          "live_timeouts": 0}
-        self.final_latency: list[float] = []
+        self.final_latency: deque[float] = deque(maxlen=LATENCIES_KEPT)  # the recent ones
         self.final_latency_sum = 0.0
-        self.finals = 0
 
     def status(self) -> dict[str, Any]:
-        recent = self.final_latency[-LATENCIES_KEPT:]
+        recent = list(self.final_latency)
         return {
             "sessions": len(self.open),
             "max_sessions": self.server.config.max_live_sessions,
             **self.counters,
-            "finals": self.finals,
+            "finals": self.counters["live_utterances"],
             "final_latency_s_sum": round(self.final_latency_sum, 4),
             "final_latency_s_median": round(median(recent), 4) if recent else None,
         }
@@ -121,15 +123,11 @@ class LiveStreams:
                 self.counters["live_partials"] += 1
             elif kind == "final":
                 self.counters["live_utterances"] += 1
-                self.finals += 1
                 self.final_latency_sum += fields["processing_seconds"]
                 self.final_latency.append(fields["processing_seconds"])
-                del self.final_latency[:-LATENCIES_KEPT]
                 log.debug("stream %s utterance %d: %s", rid, fields["utterance"], fields["text"])
             if not writer.is_closing():
                 writer.write(protocol.stream_frame(rid, kind, **fields))
-
-        from whisperd.daemon.windows import default_detector
 
         session = LiveSession(settings, decode, send, default_detector(config.window_vad),
                               prompt=request.options.prompt, partial_interval_s=config.live_partial_interval,
@@ -146,8 +144,8 @@ class LiveStreams:
                 frame = await self._next_frame(reader, started)
                 if frame.type == "audio":
                     data = await self._read_chunk(reader, frame.size)
-                    if (session.samples + len(data) // settings.bytes_per_sample * 16_000 / settings.sample_rate
-                            > config.live_max_seconds * 16_000):
+                    if (session.samples + len(data) // settings.bytes_per_sample * SAMPLE_RATE / settings.sample_rate
+                            > config.live_max_seconds * SAMPLE_RATE):
                         raise AudioTooLong(f"the live session passed {config.live_max_seconds:g} s of audio "
                                            "(live_max_seconds)")
                     await session.audio_chunk(data)
@@ -158,12 +156,12 @@ class LiveStreams:
                 else:
                     await session.end()
                     send_result = {"utterances": session.stats.utterances, "partials": session.stats.partials,
-                                   "audio_seconds": round(session.samples / 16_000, 3)}
+                                   "audio_seconds": round(session.samples / SAMPLE_RATE, 3)}
                     writer.write(protocol.json_frame({"v": live.STREAM_VERSION, "type": "result", "id": rid,
                                                       "result": send_result}))
                     await self._flush(writer)
                     log.info("stream %s ended: %d utterances, %.1f s of audio", rid, session.stats.utterances,
-                             session.samples / 16_000)
+                             session.samples / SAMPLE_RATE)
                     server.served += 1
                     return True
                 if server.draining:
@@ -204,7 +202,7 @@ class LiveStreams:
                                    "(live_max_seconds)") from None
             raise FrameTimeout(f"no frame from the client for {config.live_idle_timeout:g} s "
                                "(live_idle_timeout)") from None
-        return live.parse_client_frame(payload)
+        return protocol.parse_client_frame(payload)
 
     async def _read_chunk(self, reader: asyncio.StreamReader, size: int) -> bytes:
         timeout = self.server.config.frame_timeout + size / (1 << 20)

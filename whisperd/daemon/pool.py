@@ -180,26 +180,27 @@ class Pool:
         job.audio_seconds = len(pcm) / SAMPLE_RATE
         entry = Pending(job, pcm, asyncio.get_running_loop().create_future(), self._clock(),
                         live=policy.LIVE_FINAL if final else policy.LIVE_PARTIAL)
-        del pcm
+        del pcm  # the entry holds the samples, and lets go of them when the job ends
+        transcript, _ = await self._run_queued(entry)
+        return transcript
+
+    async def _run_queued(self, entry: Pending) -> tuple[Transcript, str]:
+        """Queue one job and wait for it; the caller going away drops it (or stops it running)."""
         self.pending.append(entry)
         self._schedule()
         try:
-            transcript, _ = await asyncio.shield(entry.future)
+            return await asyncio.shield(entry.future)
         except asyncio.CancelledError:
             self.cancel(entry)
             raise
-        return transcript
-
-    def reserve(self, nbytes: int) -> None:
-        """Hold `nbytes` of the decoded-audio budget for work outside `submit` (a live session)."""
-        self._reserve(nbytes)
 
     def release(self, nbytes: int) -> None:
         self.reserved_bytes -= nbytes
         self._work_changed.set()
 
-    def _reserve(self, nbytes: int) -> None:
-        """Hold `nbytes` of the decoded-audio budget, or refuse before it is exceeded."""
+    def reserve(self, nbytes: int) -> None:
+        """Hold `nbytes` of the decoded-audio budget, or refuse before it is exceeded (requests
+        reserve here; a live session through the server)."""
         budget = self.config.decoded_audio_budget
         if self.reserved_bytes + nbytes > budget:
             raise Overloaded(
@@ -215,7 +216,7 @@ class Pool:
         (what the headers claim, or the limit) is reserved before decoding, so a refusal costs
         no expansion; then the reservation follows what was decoded."""
         held = int(min(duration, limit) * BYTES_PER_SECOND) if duration else 0
-        self._reserve(held)
+        self.reserve(held)
         try:
             try:
                 pcm = await self.decoder.decode(box[0], limit)
@@ -233,7 +234,7 @@ class Pool:
                 self._work_changed.set()
             box.clear()  # the encoded bytes are not needed any more: nothing here holds them
             if pcm.nbytes > held:
-                self._reserve(pcm.nbytes - held)  # the headers said less than there was
+                self.reserve(pcm.nbytes - held)  # the headers said less than there was
             else:
                 self.reserved_bytes -= held - pcm.nbytes  # the limit was reserved: give back the rest
             held = pcm.nbytes
@@ -242,13 +243,7 @@ class Pool:
             job.audio_seconds = len(pcm) / SAMPLE_RATE
             entry = Pending(job, pcm, asyncio.get_running_loop().create_future(), self._clock())
             del pcm  # the entry holds the samples, and lets go of them when the job ends
-            self.pending.append(entry)
-            self._schedule()
-            try:
-                return await asyncio.shield(entry.future)
-            except asyncio.CancelledError:
-                self.cancel(entry)
-                raise
+            return await self._run_queued(entry)
         finally:
             self.reserved_bytes -= held
 
@@ -258,7 +253,7 @@ class Pool:
         from `pcm` decoded already) and run on any free lane."""
         # What it may hold at once: its windows in flight, the one being cut, the decoder's slack.
         held = int((self.lookahead + 2) * MAX_WINDOW_SECONDS * BYTES_PER_SECOND)
-        self._reserve(held)
+        self.reserve(held)
         request = WindowedRequest(job, asyncio.get_running_loop().create_future(), duration_hint=duration)
         job.audio_seconds = duration or 0.0
         self.requests.add(request)
