@@ -41,8 +41,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.report import ROOT, machine, median, table, update_section  # noqa: E402
 from bench.wer import word_errors  # noqa: E402
-from testing.live import CHUNK_SAMPLES, pcm16  # noqa: E402
-from testing.stack import Daemon, Shim  # noqa: E402
+from testing.live import paced, pcm16  # noqa: E402
+from testing.speech import wav16  # noqa: E402
+from testing.stack import Daemon, Shim, WyomingFront, free_port  # noqa: E402
 
 RATE = 16_000
 ANCHOR_VENV = Path("/var/cache/whisperd-bench/wfw")
@@ -53,6 +54,10 @@ class Utterance:
     name: str
     text: str
     pcm: bytes  # 16-bit mono at 16 kHz
+
+    @property
+    def wav(self) -> bytes:
+        return wav16(np.frombuffer(self.pcm, "<i2") / 32768.0)
 
     @property
     def seconds(self) -> float:
@@ -92,16 +97,6 @@ def utterances(quick: bool) -> list[Utterance]:
     return out
 
 
-async def pace(pcm: bytes, send) -> float:
-    step, start = CHUNK_SAMPLES * 2, time.monotonic()
-    for i in range(0, len(pcm), step):
-        delay = start + (i // 2) / RATE - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await send(pcm[i:i + step])
-    return time.monotonic()
-
-
 # --- the fronts ----------------------------------------------------------------------
 
 
@@ -123,7 +118,7 @@ async def via_socket(path: str, u: Utterance) -> Heard:
 
         reader = asyncio.ensure_future(read())
         heard.started = time.monotonic()
-        heard.last_chunk = await pace(u.pcm, live.send_audio)
+        heard.last_chunk = await paced(u.pcm, live.send_audio)
         await live.commit()
         await reader
         await live.end()
@@ -154,7 +149,7 @@ async def via_wyoming(port: int, u: Utterance) -> Heard:
             await client.write_event(AudioChunk(rate=RATE, width=2, channels=1, audio=data).event())
 
         heard.started = time.monotonic()
-        heard.last_chunk = await pace(u.pcm, send)
+        heard.last_chunk = await paced(u.pcm, send)
         await client.write_event(AudioStop().event())
         await reader
     return heard
@@ -167,7 +162,7 @@ async def via_realtime(base_url: str, u: Utterance, *, server_vad: bool = False)
     from openai import AsyncOpenAI
 
     silence = int(24_000 * 1.0) * 2 if server_vad else 0
-    pcm24 = resample_24k(u.pcm) + bytes(silence)
+    pcm24 = pcm16(u.wav, 24_000) + bytes(silence)
     heard = Heard()
     client = AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0)
     vad = {"type": "server_vad", "silence_duration_ms": 500} if server_vad else None
@@ -195,14 +190,8 @@ async def via_realtime(base_url: str, u: Utterance, *, server_vad: bool = False)
             await conn.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(data).decode()})
 
         heard.started = time.monotonic()
-        # Paced at 24 kHz: 1,536 samples (64 ms) per append.
-        step, start = 1536 * 2, time.monotonic()
-        for i in range(0, len(pcm24), step):
-            delay = start + (i // 2) / 24_000 - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await send(pcm24[i:i + step])
-        heard.last_chunk = time.monotonic() - (silence / 2 / 24_000 - 0.5 if server_vad else 0.0)
+        sent = await paced(pcm24, send, rate=24_000, chunk=1536)  # 64 ms per append
+        heard.last_chunk = sent - (silence / 2 / 24_000 - 0.5 if server_vad else 0.0)
         if server_vad:
             # Every turn the VAD ended has its item by now or soon: wait for the last one to settle.
             while time.monotonic() - max(heard.final_at, heard.last_chunk) < 1.5:
@@ -215,25 +204,11 @@ async def via_realtime(base_url: str, u: Utterance, *, server_vad: bool = False)
     return heard
 
 
-def resample_24k(pcm: bytes) -> bytes:
-    import av
-
-    frame = av.AudioFrame.from_ndarray(np.frombuffer(pcm, "<i2").reshape(1, -1), format="s16", layout="mono")
-    frame.sample_rate = RATE
-    r = av.AudioResampler(format="s16", layout="mono", rate=24_000)
-    return b"".join(f.to_ndarray().tobytes() for f in [*r.resample(frame), *r.resample(None)])
-
-
 # --- the programs --------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """The anchor is not one of ours (testing.stack starts those): wait until it listens."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -243,14 +218,6 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
                 return
         time.sleep(0.1)
     raise TimeoutError(f"nothing listening on {port}")
-
-
-def start_wyoming(sock: str) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    proc = subprocess.Popen([str(ROOT / ".venv/bin/whisperd-wyoming"), "--socket", sock, "--uri",
-                             f"tcp://127.0.0.1:{port}", "--config", "/dev/null"], cwd=ROOT)
-    wait_port(port, proc)
-    return proc, port
 
 
 def start_anchor() -> tuple[subprocess.Popen, int]:
@@ -277,7 +244,7 @@ async def file_path_texts(sock: str, us: list[Utterance]) -> dict[str, str]:
     from whisperd.client import AsyncClient
 
     async with AsyncClient(sock) as c:
-        return {u.name: (await c.transcribe(wav16(np.frombuffer(u.pcm, "<i2") / 32768.0), language="en")).text
+        return {u.name: (await c.transcribe(u.wav, language="en")).text
                 for u in us}
 
 
@@ -339,8 +306,7 @@ async def run(fronts: list[str], quick: bool) -> tuple[list[dict], dict, list[Ut
     rows: list[dict] = []
     extra: dict = {}
     daemon = Daemon()
-    procs: list[subprocess.Popen] = []
-    shim = None
+    wyoming = shim = None
     try:
         texts = await file_path_texts(daemon.socket, us)
         errors = [word_errors(u.text, texts[u.name]) for u in us]
@@ -349,9 +315,8 @@ async def run(fronts: list[str], quick: bool) -> tuple[list[dict], dict, list[Ut
         if "socket" in fronts:
             runners["whisperd socket"] = lambda u: via_socket(daemon.socket, u)
         if "wyoming" in fronts:
-            proc, port = start_wyoming(daemon.socket)
-            procs.append(proc)
-            runners["whisperd Wyoming"] = lambda u, port=port: via_wyoming(port, u)
+            wyoming = WyomingFront(daemon.socket)
+            runners["whisperd Wyoming"] = lambda u: via_wyoming(wyoming.port, u)
         if "realtime" in fronts or "realtime-vad" in fronts:
             shim = Shim(daemon.socket)
         if "realtime" in fronts:
@@ -376,9 +341,8 @@ async def run(fronts: list[str], quick: bool) -> tuple[list[dict], dict, list[Ut
             extra["load_cmd"] = median(await under_load(first, cmds, daemon.socket))
             extra["load_front"] = next(iter(timed))
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait(10)
+        if wyoming is not None:
+            wyoming.stop()
         if shim is not None:
             shim.stop()
         daemon.stop()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -28,11 +26,10 @@ def pcm16(source: Path | bytes, rate: int = 16_000) -> bytes:
 
 
 def spoken(text: str, rate: int = 16_000) -> bytes:
-    """`text` said by espeak-ng, as 16-bit mono PCM at `rate` (tests need espeak-ng: .ci/run installs it)."""
-    if shutil.which("espeak-ng") is None:
-        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
-    wav = subprocess.run(["espeak-ng", "-s", "165", "--stdout", text], capture_output=True, check=True).stdout
-    return pcm16(wav, rate)
+    """`text` said by espeak-ng, as 16-bit mono PCM at `rate`."""
+    from testing.speech import espeak_wav
+
+    return pcm16(espeak_wav(text), rate)
 
 
 def silence(seconds: float, rate: int = 16_000) -> bytes:

@@ -97,19 +97,26 @@ def wav16(pcm) -> bytes:
 
 
 def pcm_of_wav(path) -> tuple[bytes, int]:
-    """A 16-bit mono WAV file's (PCM, sample rate), as a live client would send them."""
+    """A 16-bit mono WAV file's (PCM, sample rate), as a live client would send them (`path`: a
+    path, or the file's bytes)."""
+    import io
     import wave
 
-    with wave.open(str(path)) as w:
+    with wave.open(io.BytesIO(path) if isinstance(path, bytes) else str(path)) as w:
         assert (w.getsampwidth(), w.getnchannels()) == (2, 1), path
         return w.readframes(w.getnframes()), w.getframerate()
 
 
+def espeak_wav(text: str, *, speed: int = 165) -> bytes:
+    """`text` spoken by espeak-ng, as its WAV file (tests need espeak-ng: .ci/run installs it)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
+    return subprocess.run(["espeak-ng", "-s", str(speed), "--stdout", text], capture_output=True, check=True).stdout
+
+
 def espeak_pcm(text: str, *, speed: int = 165) -> tuple[bytes, int]:
     """`text` spoken by espeak-ng: (16-bit mono PCM, its rate - espeak's own 22,050 Hz)."""
-    import subprocess
-    import tempfile
-
-    with tempfile.NamedTemporaryFile(suffix=".wav", dir="/tmp") as f:
-        subprocess.run(["espeak-ng", "-s", str(speed), "-w", f.name, text], check=True, capture_output=True)
-        return pcm_of_wav(f.name)
+    return pcm_of_wav(espeak_wav(text, speed=speed))

@@ -2,16 +2,15 @@
 
 The daemon takes 16-bit little-endian mono PCM at 8-48 kHz and resamples it
 itself (libswresample), so here only the channels are mixed down: a frame's
-samples are averaged. Other sample widths are refused rather than guessed at.
-Stdlib only (fronts never load numpy): `array` does the arithmetic.
+samples are averaged (`whisperd.client.pcm`). Other sample widths are refused rather
+than guessed at.
 """
 
 from __future__ import annotations
 
-import sys
-from array import array
 from dataclasses import dataclass
 
+from whisperd.client.pcm import average_channels
 from whisperd.core.errors import InvalidParameter
 
 WIDTH = 2  # bytes per sample: the one width taken
@@ -50,26 +49,6 @@ def audio_format(rate: object, width: object, channels: object) -> AudioFormat:
     if channels > MAX_CHANNELS:
         raise UnsupportedAudio(f"at most {MAX_CHANNELS} channels are taken, got {channels}", param="channels")
     return AudioFormat(rate, width, channels)
-
-
-def average_channels(pcm: bytes, channels: int) -> bytes:
-    """Interleaved 16-bit little-endian frames → mono, each frame's samples averaged.
-
-    `pcm` holds whole frames. The mean of int16 values is an int16 again, so it never clips.
-
-    >>> average_channels(array("h", [100, 300, -2, -4]).tobytes(), 2) == array("h", [200, -3]).tobytes()
-    True
-    """
-    if channels == 1:
-        return pcm
-    samples = array("h", pcm)
-    if sys.byteorder == "big":
-        samples.byteswap()
-    columns = [samples[c::channels] for c in range(channels)]
-    mono = array("h", (int(sum(frame) / channels) for frame in zip(*columns)))
-    if sys.byteorder == "big":
-        mono.byteswap()
-    return mono.tobytes()
 
 
 class MonoMixer:

@@ -10,7 +10,7 @@ import pytest
 MODULES = ("whisperd.daemon.policy", "whisperd.engines.short_path", "whisperd.core.chunking", "whisperd.engines.logprobs",
            "whisperd.core.model_names", "whisperd.daemon.resources", "whisperd.client.checksums",
            "whisperd.client.installed", "whisperd.client.pull",
-           "whisperd_wyoming.audio", "whisperd_wyoming.chunks")
+           "whisperd.client.pcm", "whisperd_wyoming.chunks")
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -40,7 +40,7 @@ from typing import Callable
 
 from whisperd.client import Client, models_cli
 from whisperd.client.config import CTL_SETTINGS, ctl_config
-from whisperd.client.progress import ProgressBar
+from whisperd.client.progress import ProgressBar, add_progress_flags
 from whisperd.core import chunking as chunking_rules
 from whisperd.core.chunking import Chunking
 from whisperd.core.errors import ConfigError, InvalidParameter, NotReady, WhisperdError
@@ -290,11 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--logprobs", action="store_true",
                     help="add each token's log probability (json only, as OpenAI's include[]=logprobs)")
     tr.add_argument("--output", "-o", metavar="PATH", help="write here instead of stdout")
-    bar = tr.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
-                     help="show a progress bar on stderr even when it is not a terminal")
-    bar.add_argument("--no-progress", dest="progress", action="store_false", default=None,
-                     help="never show a progress bar")
+    add_progress_flags(tr, forced="show a progress bar on stderr even when it is not a terminal",
+                       never="never show a progress bar")
     tr.set_defaults(func=cmd_transcribe, parser=tr)
 
     from whisperd.client import listen

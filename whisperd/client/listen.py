@@ -15,7 +15,6 @@ the client: nothing here decodes audio itself.
 from __future__ import annotations
 
 import argparse
-import array
 import asyncio
 import json
 import shutil
@@ -27,6 +26,7 @@ from dataclasses import asdict
 from typing import AsyncIterator
 
 from whisperd.client.live import LiveStream
+from whisperd.client.pcm import average_channels
 from whisperd.core.live import LIVE_VAD, Final, Partial, SpeechStarted, SpeechStopped
 
 RATE = 16_000
@@ -49,19 +49,6 @@ def microphone_command(source: str) -> list[str]:
             return recorders[name]
     raise ListenError("no microphone recorder found: install pulseaudio-utils (parec) or alsa-utils "
                       "(arecord), or give a FILE")
-
-
-def downmix(frames: bytes, channels: int) -> bytes:
-    """Interleaved 16-bit PCM of `channels` channels → mono (their mean)."""
-    if channels == 1:
-        return frames
-    samples = array.array("h", frames[: len(frames) - len(frames) % (2 * channels)])
-    if sys.byteorder == "big":
-        samples.byteswap()
-    mono = array.array("h", (sum(samples[i:i + channels]) // channels for i in range(0, len(samples), channels)))
-    if sys.byteorder == "big":
-        mono.byteswap()
-    return mono.tobytes()
 
 
 async def file_chunks(path: str, rate: int | None) -> tuple[int, AsyncIterator[bytes]]:
@@ -87,7 +74,7 @@ async def file_chunks(path: str, rate: int | None) -> tuple[int, AsyncIterator[b
         with w:
             step = int(w.getframerate() * CHUNK_SECONDS)
             while frames := w.readframes(step):
-                yield downmix(frames, w.getnchannels())
+                yield average_channels(frames, w.getnchannels())
 
     return w.getframerate(), chunks()
 

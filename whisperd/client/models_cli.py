@@ -23,6 +23,7 @@ from typing import Any, Iterable
 from whisperd.client import Client
 from whisperd.client import installed
 from whisperd.client.installed import LocalModel
+from whisperd.client.progress import add_progress_flags
 from whisperd.client.pull import human_size
 from whisperd.core.errors import ModelInstallRefused, NotReady, WhisperdError
 from whisperd.core.model_names import BUNDLED, HUB_REPOS, NAME_ALIASES
@@ -51,11 +52,8 @@ def add_commands(models: argparse.ArgumentParser, epilog: str) -> None:
     pull.add_argument("--repo", metavar="ORG/NAME", help="another CTranslate2 Whisper repository, installed as NAME")
     pull.add_argument("--revision", help="a branch, tag or commit (default: main)")
     pull.add_argument("--force", action="store_true", help="fetch again and replace an installed NAME")
-    bar = pull.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
-                     help="progress bars on stderr even when it is not a terminal")
-    bar.add_argument("--no-progress", dest="progress", action="store_false", default=None,
-                     help="no progress bars")
+    add_progress_flags(pull, forced="progress bars on stderr even when it is not a terminal",
+                       never="no progress bars")
     pull.set_defaults(func=cmd_pull, parser=pull)
 
     rm = sub.add_parser("remove", help="remove a model from the models folder", epilog=epilog, formatter_class=fmt)

@@ -77,3 +77,10 @@ class ProgressBar:
         self.stream.flush()
         self._last = line
         self.drawn = True
+
+
+def add_progress_flags(parser: Any, *, forced: str, never: str) -> None:
+    """`--progress` / `--no-progress` (dest `progress`: None, the default, means "on a terminal")."""
+    bar = parser.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None, help=forced)
+    bar.add_argument("--no-progress", dest="progress", action="store_false", default=None, help=never)
