@@ -51,7 +51,7 @@ def microphone_command(source: str) -> list[str]:
                       "(arecord), or give a FILE")
 
 
-async def file_chunks(path: str, rate: int | None) -> tuple[int, AsyncIterator[bytes]]:
+def file_chunks(path: str, rate: int | None) -> tuple[int, AsyncIterator[bytes]]:
     """(sample rate, chunks of 16-bit mono PCM) of a WAV file, raw PCM (`-`, or --rate), or via ffmpeg."""
     if path == "-" or rate is not None:
         stream = sys.stdin.buffer if path == "-" else open(path, "rb")
@@ -122,7 +122,7 @@ async def listen(args: argparse.Namespace) -> int:
         if sys.stderr.isatty():
             print("listening… (Ctrl-C to stop)", file=sys.stderr, flush=True)
     else:
-        rate, chunks = await file_chunks(args.file, args.rate)
+        rate, chunks = file_chunks(args.file, args.rate)
         pace = args.pace
     printer = Printer(as_json=args.json)
     live = await LiveStream.open(args.socket, model=args.model, language=args.language, prompt=args.prompt,
