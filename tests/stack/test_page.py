@@ -127,8 +127,10 @@ def test_a_file_streams_its_words_and_gives_the_formats_the_api_writes(fw_stack,
     srt = content(browser, "result")
     assert srt.startswith("1\n00:00:00,000 --> ") and wer(JFK_TEXT, srt.split("\n", 2)[2]) <= 0.15, srt
     d.find_element(By.ID, "download-vtt").click()
-    wait(browser, lambda: [p for p in browser.downloads.iterdir() if p.suffix == ".vtt"], "jfk.vtt downloaded")
-    assert (browser.downloads / "jfk.vtt").read_text().startswith("WEBVTT\n")
+    # Chromium may create the file before it writes it: wait for its bytes, not its name.
+    vtt = browser.downloads / "jfk.vtt"
+    wait(browser, lambda: vtt.exists() and vtt.stat().st_size > 0, "jfk.vtt downloaded")
+    assert vtt.read_text().startswith("WEBVTT\n")
     # The service's state: the hot worker's lanes, the models.
     wait(browser, lambda: "hot" in content(browser, "lanes"), "the lanes from /health")
     assert "tiny.en" in content(browser, "models") and "whisper-1" in content(browser, "models")
